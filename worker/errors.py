@@ -1,0 +1,60 @@
+"""One error type with a reason from a closed set, so every failure maps to one status and one metric label."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Reason(str, Enum):
+    """Why a job or request failed; the value is the metric label and the failure record's `reason`."""
+
+    # The input itself: permanent, redelivery would never help.
+    EMPTY = "empty"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    ENCRYPTED = "encrypted"
+    CORRUPT = "corrupt"
+    ZIP_BOMB = "zip_bomb"
+    TOO_LARGE = "too_large"
+    CONVERSION_FAILED = "conversion_failed"
+    CONVERSION_TIMEOUT = "conversion_timeout"
+    NAME_COLLISION = "name_collision"
+    # Our side or a dependency: transient, Pub/Sub should redeliver.
+    OFFICE_CRASHED = "office_crashed"
+    OFFICE_UNAVAILABLE = "office_unavailable"
+    QUEUE_FULL = "queue_full"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    AUTH_UNAVAILABLE = "auth_unavailable"
+    SHUTTING_DOWN = "shutting_down"
+    # The request: never trusted, never acked.
+    BAD_REQUEST = "bad_request"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    # Configuration (start-up only).
+    BAD_CONFIG = "bad_config"
+
+
+RETRYABLE = frozenset(
+    {
+        Reason.OFFICE_CRASHED,
+        Reason.OFFICE_UNAVAILABLE,
+        Reason.QUEUE_FULL,
+        Reason.STORAGE_UNAVAILABLE,
+        Reason.AUTH_UNAVAILABLE,
+        Reason.SHUTTING_DOWN,
+        # A timeout may be a busy machine rather than a poison document; the job decides after N attempts.
+        Reason.CONVERSION_TIMEOUT,
+    }
+)
+
+
+class WorkerError(Exception):
+    """A failure with a reason from `Reason` and a human message; raise it `from` the low-level cause."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
+        self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        return self.reason in RETRYABLE

@@ -14,10 +14,12 @@ class Reason(str, Enum):
     ENCRYPTED = "encrypted"
     CORRUPT = "corrupt"
     ZIP_BOMB = "zip_bomb"
+    HOSTILE = "hostile"
     TOO_LARGE = "too_large"
     CONVERSION_FAILED = "conversion_failed"
     CONVERSION_TIMEOUT = "conversion_timeout"
     NAME_COLLISION = "name_collision"
+    BUCKET_NOT_ALLOWED = "bucket_not_allowed"
     # Our side or a dependency: transient, Pub/Sub should redeliver.
     OFFICE_CRASHED = "office_crashed"
     OFFICE_UNAVAILABLE = "office_unavailable"

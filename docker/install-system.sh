@@ -1,25 +1,69 @@
 #!/bin/sh
 # The system packages the worker needs (LibreOffice nogui, python3-uno, fonts, tini).
-# One script for the image and for `make setup`, so CI proves the image's install steps on Debian 12.
-# Idempotent: installs only what is missing. Pass --dev for test-only tools (poppler, prometheus).
+# One script for the image (docker/Dockerfile runs it) and for `make setup` on the Debian 12 host, so CI
+# proves the image's install steps on the same base.
+#
+# Usage: install-system.sh [--dev] [--list]
+#   (no args)  install the runtime packages that are missing
+#   --dev      also the test-only tools (poppler-utils for PDF checks, prometheus for promtool)
+#   --list     print the package names, one a line, and install nothing
+#
+# Idempotent: installs only what is missing; when nothing is, it says so and touches nothing (no apt-get
+# update either). Runtime packages only: no compiler or -dev package, so nothing here is a build tool.
 set -eu
-PKGS="libreoffice-core-nogui libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
+
+RUNTIME_PKGS="libreoffice-core-nogui libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
 python3-uno fonts-liberation fonts-liberation2 fonts-dejavu-core fonts-crosextra-carlito fonts-crosextra-caladea
 fonts-noto-cjk tini ca-certificates"
-if [ "${1:-}" = "--dev" ]; then
-  PKGS="$PKGS poppler-utils prometheus"
-fi
-missing=""
-for p in $PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+DEV_PKGS="poppler-utils prometheus"
+
+dev=0
+list=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    --list) list=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "install-system: unknown argument: $arg (usage: install-system.sh [--dev] [--list])" >&2; exit 2 ;;
+  esac
 done
-if [ -z "$missing" ]; then
-  echo "install-system: all system packages present"
+
+PKGS="$RUNTIME_PKGS"
+[ "$dev" -eq 0 ] || PKGS="$PKGS $DEV_PKGS"
+
+if [ "$list" -eq 1 ]; then
+  for p in $PKGS; do echo "$p"; done
   exit 0
 fi
+
+is_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+missing=""
+for p in $PKGS; do
+  is_installed "$p" || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+  echo "install-system: all system packages present, nothing to install"
+  exit 0
+fi
+
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "install-system: installing$missing"
-$SUDO apt-get update -qq
+$SUDO apt-get update -qq -o Acquire::Retries=3
+# `env` carries DEBIAN_FRONTEND through sudo, which would otherwise drop it.
 # shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  -o Acquire::Retries=3 -o Dpkg::Use-Pty=0 $missing
+
+still=""
+for p in $missing; do
+  is_installed "$p" || still="$still $p"
+done
+if [ -n "$still" ]; then
+  echo "install-system: still missing after install:$still" >&2
+  exit 1
+fi
+echo "install-system: done"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a job or request failed; the value is the metric label and the failure record's `reason`."""
 
     # The input itself: permanent, redelivery would never help.

@@ -1,0 +1,647 @@
+"""Tests for worker.sniff: every input LibreOffice must never see is refused with the right reason."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import msoffcrypto
+import olefile
+import pytest
+
+from worker.errors import Reason, WorkerError
+from worker.sniff import Family, Sniffed, sniff
+
+REPO = Path(__file__).parents[2]
+DATA = REPO / "tests" / "data"
+CORPUS = REPO.parent / "shared" / "corpus"
+
+CT_NS = "http://schemas.openxmlformats.org/package/2006/content-types"
+OFFICE_DOCUMENT = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"
+STRICT_OFFICE_DOCUMENT = "http://purl.oclc.org/ooxml/officeDocument/relationships/officeDocument"
+WORD_MAIN = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
+    ' <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">\n'
+    ' <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">\n]>\n'
+)
+DOCUMENT_XML = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+    "<w:body><w:p><w:r><w:t>hello</w:t></w:r></w:p></w:body></w:document>"
+)
+
+
+# --- builders -----------------------------------------------------------------------------------------------
+
+
+def content_types(main_part: str, content_type: str) -> str:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Types xmlns="{CT_NS}">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        f'<Override PartName="{main_part}" ContentType="{content_type}"/></Types>'
+    )
+
+
+def package_rels(target: str, rel_type: str = OFFICE_DOCUMENT) -> str:
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        f'<Relationship Id="rId1" Type="{rel_type}" Target="{target}"/></Relationships>'
+    )
+
+
+def write_zip(path: Path, parts: dict[str, str | bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, data in parts.items():
+            if name == "mimetype":
+                archive.writestr(zipfile.ZipInfo(name), data)  # stored, as ODF requires
+            else:
+                archive.writestr(name, data)
+    return path
+
+
+def ooxml_parts(
+    content_type: str = WORD_MAIN,
+    main_part: str = "/word/document.xml",
+    rel_type: str = OFFICE_DOCUMENT,
+    main_xml: str = DOCUMENT_XML,
+) -> dict[str, str | bytes]:
+    return {
+        "[Content_Types].xml": content_types(main_part, content_type),
+        "_rels/.rels": package_rels(main_part.lstrip("/"), rel_type),
+        main_part.lstrip("/"): main_xml,
+    }
+
+
+def make_docx(path: Path, **kwargs: str) -> Path:
+    return write_zip(path, ooxml_parts(**kwargs))
+
+
+def odf_parts(
+    mimetype: str, *, manifest_extra: str = "", with_mimetype: bool = True
+) -> dict[str, str | bytes]:
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"'
+        ' manifest:version="1.3">'
+        f'<manifest:file-entry manifest:full-path="/" manifest:media-type="{mimetype}"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">'
+        f"{manifest_extra}"
+        "</manifest:file-entry></manifest:manifest>"
+    )
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        ' office:version="1.3"><office:body/></office:document-content>'
+    )
+    parts: dict[str, str | bytes] = {"mimetype": mimetype} if with_mimetype else {}
+    parts.update({"content.xml": content, "META-INF/manifest.xml": manifest})
+    return parts
+
+
+def flat_odf(mimetype: str, prolog: str = '<?xml version="1.0" encoding="UTF-8"?>\n') -> str:
+    return (
+        f'{prolog}<office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        f' office:version="1.3" office:mimetype="{mimetype}"><office:body/></office:document>\n'
+    )
+
+
+def patch_central_directory(
+    path: Path,
+    entry: str,
+    *,
+    file_size: int | None = None,
+    offset: int | None = None,
+    flags: int | None = None,
+) -> None:
+    """Rewrite one central-directory record: its flags, declared uncompressed size or local header offset."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        name_length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + name_length] == entry.encode():
+            if file_size is not None:
+                struct.pack_into("<L", data, at + 24, file_size)
+            if offset is not None:
+                struct.pack_into("<L", data, at + 42, offset)
+            if flags is not None:
+                struct.pack_into("<H", data, at + 8, flags)
+            path.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"{entry} not in the central directory")
+
+
+def refused(path: Path, name_hint: str = "", **kwargs: int) -> WorkerError:
+    with pytest.raises(WorkerError) as caught:
+        sniff(path, name_hint, **kwargs)
+    error = caught.value
+    assert error.message and "\n" not in error.message
+    return error
+
+
+# --- what files are -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "kind", "family", "import_filter"),
+    [
+        (WORD_MAIN, "docx", Family.TEXT, "MS Word 2007 XML"),
+        (
+            "application/vnd.ms-word.document.macroEnabled.main+xml",
+            "docm",
+            Family.TEXT,
+            "MS Word 2007 XML VBA",
+        ),
+        (
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml",
+            "dotx",
+            Family.TEXT,
+            "MS Word 2007 XML Template",
+        ),
+        (
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+            "xlsx",
+            Family.SPREADSHEET,
+            "Calc MS Excel 2007 XML",
+        ),
+        (
+            "application/vnd.ms-excel.sheet.macroEnabled.main+xml",
+            "xlsm",
+            Family.SPREADSHEET,
+            "Calc MS Excel 2007 VBA XML",
+        ),
+        (
+            "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml",
+            "pptx",
+            Family.PRESENTATION,
+            "Impress MS PowerPoint 2007 XML",
+        ),
+        (
+            "application/vnd.openxmlformats-officedocument.presentationml.slideshow.main+xml",
+            "ppsx",
+            Family.PRESENTATION,
+            "Impress MS PowerPoint 2007 XML",
+        ),
+        (
+            "application/vnd.openxmlformats-officedocument.presentationml.template.main+xml",
+            "potx",
+            Family.PRESENTATION,
+            "Impress MS PowerPoint 2007 XML Template",
+        ),
+    ],
+)
+def test_ooxml_kind_comes_from_the_main_part_content_type(
+    tmp_path, content_type, kind, family, import_filter
+):
+    # Named .bin on purpose: the bytes decide, not the name.
+    result = sniff(make_docx(tmp_path / "upload.bin", content_type=content_type), "upload.bin")
+    assert result == Sniffed(kind, family, import_filter, f".{kind}")
+
+
+def test_strict_ooxml_relationship_namespace_is_recognised(tmp_path):
+    path = make_docx(tmp_path / "strict.docx", rel_type=STRICT_OFFICE_DOCUMENT)
+    assert sniff(path).kind == "docx"
+
+
+def test_main_part_at_a_non_standard_path_is_found_through_the_relationship(tmp_path):
+    path = make_docx(tmp_path / "odd.docx", main_part="/custom/main.xml")
+    assert sniff(path).kind == "docx"
+
+
+def test_content_types_with_utf8_bom_are_read(tmp_path):
+    parts = ooxml_parts()
+    parts["[Content_Types].xml"] = b"\xef\xbb\xbf" + str(parts["[Content_Types].xml"]).encode()
+    assert sniff(write_zip(tmp_path / "bom.docx", parts)).kind == "docx"
+
+
+def test_powerpoint_add_in_is_unsupported(tmp_path):
+    path = make_docx(
+        tmp_path / "a.ppam", content_type="application/vnd.ms-powerpoint.addin.macroEnabled.main+xml"
+    )
+    assert refused(path).reason is Reason.UNSUPPORTED_TYPE
+
+
+@pytest.mark.parametrize(
+    ("mimetype", "kind", "import_filter"),
+    [
+        ("application/vnd.oasis.opendocument.text", "odt", "writer8"),
+        ("application/vnd.oasis.opendocument.spreadsheet", "ods", "calc8"),
+        ("application/vnd.oasis.opendocument.presentation", "odp", "impress8"),
+        ("application/vnd.oasis.opendocument.graphics", "odg", "draw8"),
+        ("application/vnd.oasis.opendocument.text-template", "ott", "writer8_template"),
+    ],
+)
+def test_odf_kind_comes_from_the_mimetype_entry(tmp_path, mimetype, kind, import_filter):
+    result = sniff(write_zip(tmp_path / "upload.zip", odf_parts(mimetype)))
+    assert (result.kind, result.import_filter, result.extension) == (kind, import_filter, f".{kind}")
+
+
+def test_odf_without_mimetype_entry_falls_back_to_the_manifest(tmp_path):
+    parts = odf_parts("application/vnd.oasis.opendocument.spreadsheet", with_mimetype=False)
+    assert sniff(write_zip(tmp_path / "x.ods", parts)).kind == "ods"
+
+
+def test_epub_is_not_mistaken_for_odf(tmp_path):
+    parts = odf_parts("application/epub+zip")
+    assert refused(write_zip(tmp_path / "book.epub", parts)).reason is Reason.UNSUPPORTED_TYPE
+
+
+@pytest.mark.parametrize(
+    ("mimetype", "kind", "family"),
+    [
+        ("application/vnd.oasis.opendocument.text", "fodt", Family.TEXT),
+        ("application/vnd.oasis.opendocument.spreadsheet", "fods", Family.SPREADSHEET),
+        ("application/vnd.oasis.opendocument.presentation", "fodp", Family.PRESENTATION),
+    ],
+)
+def test_flat_odf_is_recognised_by_its_root_element(tmp_path, mimetype, kind, family):
+    path = tmp_path / "flat.xml"
+    path.write_text(flat_odf(mimetype), encoding="utf-8")
+    result = sniff(path)
+    assert (result.kind, result.family, result.extension) == (kind, family, f".{kind}")
+
+
+def test_word_2003_xml_is_recognised(tmp_path):
+    path = tmp_path / "w.xml"
+    path.write_text(
+        '<?xml version="1.0"?>\n<?mso-application progid="Word.Document"?>\n'
+        '<w:wordDocument xmlns:w="http://schemas.microsoft.com/office/word/2003/wordml"><w:body/></w:wordDocument>',
+        encoding="utf-8",
+    )
+    assert sniff(path) == Sniffed("word2003xml", Family.TEXT, "MS Word 2003 XML", ".xml")
+
+
+def test_flat_opc_is_unsupported(tmp_path):
+    path = tmp_path / "opc.xml"
+    path.write_text(
+        '<?xml version="1.0"?><pkg:package xmlns:pkg="http://schemas.microsoft.com/office/2006/xmlPackage"/>',
+        encoding="utf-8",
+    )
+    assert refused(path).reason is Reason.UNSUPPORTED_TYPE
+
+
+def test_rtf_is_recognised_even_with_a_wrong_name(tmp_path):
+    path = tmp_path / "letter.docx"
+    path.write_bytes(b"{\\rtf1\\ansi hello}")
+    assert sniff(path, "letter.docx") == Sniffed("rtf", Family.TEXT, "Rich Text Format", ".rtf")
+
+
+@pytest.mark.parametrize(
+    ("data", "hint", "kind", "family"),
+    [
+        (b"hello world\r\nsecond line\n", "notes.txt", "txt", Family.TEXT),
+        ("caf\u00e9, cr\u00e8me\n".encode("cp1252"), "NOTES.TXT", "txt", Family.TEXT),
+        ("\ufeffunicode text\n".encode("utf-16"), "u.txt", "txt", Family.TEXT),
+        (b"a,b,c\n1,2,3\n", "table.csv", "csv", Family.SPREADSHEET),
+    ],
+)
+def test_plain_text_is_accepted_only_with_a_text_name(tmp_path, data, hint, kind, family):
+    path = tmp_path / "upload"
+    path.write_bytes(data)
+    result = sniff(path, hint)
+    assert (result.kind, result.family, result.extension) == (kind, family, f".{kind}")
+
+
+def test_plain_text_without_a_text_name_is_unsupported(tmp_path):
+    path = tmp_path / "readme.docx"
+    path.write_bytes(b"just some words\n")
+    assert refused(path, "readme.docx").reason is Reason.UNSUPPORTED_TYPE
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "import_filter"),
+    [
+        ("sample.doc", "doc", "MS Word 97"),
+        ("sample.xls", "xls", "MS Excel 97"),
+        ("sample.ppt", "ppt", "MS PowerPoint 97"),
+        ("sample.docx", "docx", "MS Word 2007 XML"),
+        ("sample.xlsx", "xlsx", "Calc MS Excel 2007 XML"),
+        ("sample.pptx", "pptx", "Impress MS PowerPoint 2007 XML"),
+        ("sample.odt", "odt", "writer8"),
+        ("sample.ods", "ods", "calc8"),
+        ("sample.rtf", "rtf", "Rich Text Format"),
+        ("sample-100pages.docx", "docx", "MS Word 2007 XML"),
+    ],
+)
+def test_committed_samples_are_recognised(name, kind, import_filter):
+    result = sniff(DATA / name, name)
+    assert (result.kind, result.import_filter) == (kind, import_filter)
+
+
+# --- refusals -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", [b"", b"   \r\n\t  \n", b"\xef\xbb\xbf  \n"])
+def test_empty_and_blank_files_are_empty(tmp_path, data):
+    path = tmp_path / "blank.docx"
+    path.write_bytes(data)
+    assert refused(path, "blank.txt").reason is Reason.EMPTY
+
+
+def test_random_bytes_are_unsupported(tmp_path):
+    path = tmp_path / "noise.docx"
+    path.write_bytes(random.Random(1234).randbytes(50_000))
+    assert refused(path, "noise.docx").reason is Reason.UNSUPPORTED_TYPE
+    assert refused(path, "noise.txt").reason is Reason.UNSUPPORTED_TYPE
+
+
+def test_png_renamed_docx_is_unsupported(tmp_path):
+    path = tmp_path / "photo.docx"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64))
+    error = refused(path, "photo.docx")
+    assert error.reason is Reason.UNSUPPORTED_TYPE
+    assert "image" in error.message
+
+
+def test_pdf_is_refused_as_already_a_pdf(tmp_path):
+    path = tmp_path / "report.docx"
+    path.write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n%%EOF\n")
+    error = refused(path, "report.docx")
+    assert error.reason is Reason.UNSUPPORTED_TYPE
+    assert "already a PDF" in error.message
+
+
+def test_encrypted_docx_is_encrypted(tmp_path):
+    plain = make_docx(tmp_path / "plain.docx")
+    encrypted = tmp_path / "secret.docx"
+    with plain.open("rb") as source, encrypted.open("wb") as target:
+        msoffcrypto.OfficeFile(source).encrypt("s3cret", target)
+    error = refused(encrypted)
+    assert error.reason is Reason.ENCRYPTED
+    assert "password" in error.message
+
+
+def test_docx_encrypted_only_with_excels_default_password_is_convertible(tmp_path):
+    # Excel writes "VelvetSweatshop" silently and LibreOffice knows it: such files open without a prompt.
+    parts = ooxml_parts(content_type="application/vnd.ms-excel.sheet.macroEnabled.main+xml")
+    # msoffcrypto 6.1 mangles packages of a few hundred bytes in encrypt/decrypt; real ones are bigger.
+    parts["xl/media/padding.bin"] = random.Random(5).randbytes(8192)
+    plain = write_zip(tmp_path / "plain.xlsm", parts)
+    encrypted = tmp_path / "velvet.xlsm"
+    with plain.open("rb") as source, encrypted.open("wb") as target:
+        msoffcrypto.OfficeFile(source).encrypt("VelvetSweatshop", target)
+    assert sniff(encrypted).kind == "xlsm"
+
+
+def test_encrypted_odt_is_encrypted(tmp_path):
+    extra = (
+        '<manifest:encryption-data manifest:checksum-type="SHA1/1K" manifest:checksum="AAAA">'
+        '<manifest:algorithm manifest:algorithm-name="Blowfish CFB" manifest:initialisation-vector="AAAA"/>'
+        "</manifest:encryption-data>"
+    )
+    parts = odf_parts("application/vnd.oasis.opendocument.text", manifest_extra=extra)
+    parts["content.xml"] = random.Random(7).randbytes(300)  # encrypted parts are not XML
+    assert refused(write_zip(tmp_path / "secret.odt", parts)).reason is Reason.ENCRYPTED
+
+
+def test_zip_level_encryption_is_encrypted(tmp_path):
+    path = make_docx(tmp_path / "zipcrypto.docx")
+    patch_central_directory(path, "word/document.xml", flags=0x1)  # zipfile will not write the bit itself
+    assert refused(path).reason is Reason.ENCRYPTED
+
+
+def legacy_with_word_stream(tmp_path: Path, mutate) -> Path:
+    path = tmp_path / "legacy.doc"
+    path.write_bytes((DATA / "sample.doc").read_bytes())
+    with olefile.OleFileIO(str(path), write_mode=True) as ole:
+        stream = bytearray(ole.openstream("WordDocument").read())
+        mutate(stream)
+        ole.write_stream("WordDocument", bytes(stream))
+    return path
+
+
+def test_password_protected_legacy_doc_is_encrypted(tmp_path):
+    def set_f_encrypted(stream: bytearray) -> None:
+        stream[0x0B] |= 0x01  # FIB base: fEncrypted
+
+    assert refused(legacy_with_word_stream(tmp_path, set_f_encrypted)).reason is Reason.ENCRYPTED
+
+
+def test_ole_without_a_known_main_stream_is_corrupt(tmp_path):
+    path = tmp_path / "renamed.doc"
+    data = (DATA / "sample.doc").read_bytes()
+    path.write_bytes(data.replace("WordDocument".encode("utf-16-le"), "WordDocumenX".encode("utf-16-le")))
+    assert refused(path).reason is Reason.CORRUPT
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_truncated_ole_is_corrupt(tmp_path, fraction):
+    data = (DATA / "sample.xls").read_bytes()
+    path = tmp_path / "cut.xls"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    assert refused(path).reason is Reason.CORRUPT
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_zip_is_corrupt(tmp_path, fraction):
+    data = (DATA / "sample.docx").read_bytes()
+    path = tmp_path / "cut.docx"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    error = refused(path)
+    assert error.reason is Reason.CORRUPT
+    assert error.__cause__ is not None or "truncated" in error.message
+
+
+def test_zip_without_the_main_part_is_corrupt(tmp_path):
+    parts = ooxml_parts()
+    del parts["word/document.xml"]
+    assert refused(write_zip(tmp_path / "hollow.docx", parts)).reason is Reason.CORRUPT
+
+
+def test_zip_without_content_types_is_corrupt(tmp_path):
+    parts = ooxml_parts()
+    del parts["[Content_Types].xml"]
+    assert refused(write_zip(tmp_path / "nocts.docx", parts)).reason is Reason.CORRUPT
+
+
+def test_ordinary_zip_is_unsupported(tmp_path):
+    path = write_zip(tmp_path / "photos.docx", {"a.jpg": b"\xff\xd8\xff" + bytes(10), "notes.txt": "x"})
+    assert refused(path).reason is Reason.UNSUPPORTED_TYPE
+
+
+def test_bad_crc_in_a_part_we_read_is_corrupt(tmp_path):
+    path = write_zip(tmp_path / "crc.docx", ooxml_parts(), compression=zipfile.ZIP_STORED)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"<Types")
+    data[at + 1] = ord("X")
+    path.write_bytes(bytes(data))
+    assert refused(path).reason is Reason.CORRUPT
+
+
+def test_zip_bomb_by_declared_size(tmp_path):
+    path = make_docx(tmp_path / "liar.docx")
+    patch_central_directory(path, "word/document.xml", file_size=0xFFFF_FF00)
+    error = refused(path)
+    assert error.reason is Reason.ZIP_BOMB
+
+
+def test_zip_bomb_by_total_size_against_the_limit(tmp_path):
+    parts = ooxml_parts()
+    parts["word/media/big.bin"] = random.Random(3).randbytes(2 * 2**20)
+    path = write_zip(tmp_path / "big.docx", parts)
+    assert sniff(path).kind == "docx"
+    assert refused(path, max_uncompressed_bytes=2**20).reason is Reason.ZIP_BOMB
+
+
+def test_zip_bomb_by_compression_ratio(tmp_path):
+    parts = ooxml_parts()
+    parts["word/media/zeros.bin"] = bytes(64 * 2**20)  # about 64 KiB compressed: a ratio near 1000:1
+    error = refused(write_zip(tmp_path / "ratio.docx", parts))
+    assert error.reason is Reason.ZIP_BOMB
+
+
+def test_zip_bomb_by_entry_count(tmp_path):
+    parts = ooxml_parts()
+    parts.update({f"word/media/{i}.bin": b"x" for i in range(50)})
+    path = write_zip(tmp_path / "many.docx", parts)
+    assert sniff(path).kind == "docx"
+    assert refused(path, max_entries=20).reason is Reason.ZIP_BOMB
+
+
+def test_zip_bomb_by_overlapping_entries(tmp_path):
+    parts = ooxml_parts()
+    parts["word/media/a.bin"] = b"a" * 1000
+    parts["word/media/b.bin"] = b"b" * 1000
+    path = write_zip(tmp_path / "overlap.docx", parts, compression=zipfile.ZIP_STORED)
+    first = zipfile.ZipFile(path).getinfo("word/media/a.bin").header_offset
+    patch_central_directory(path, "word/media/b.bin", offset=first)
+    assert refused(path).reason is Reason.ZIP_BOMB
+
+
+def test_billion_laughs_in_the_main_part_is_hostile(tmp_path):
+    main_xml = BILLION_LAUGHS + '<w:document xmlns:w="urn:x"><w:body>&lol2;</w:body></w:document>'
+    error = refused(make_docx(tmp_path / "lol.docx", main_xml=main_xml))
+    assert error.reason is Reason.HOSTILE
+
+
+def test_billion_laughs_in_content_types_is_hostile(tmp_path):
+    parts = ooxml_parts()
+    parts["[Content_Types].xml"] = BILLION_LAUGHS + str(parts["[Content_Types].xml"]).split("\n", 1)[1]
+    assert refused(write_zip(tmp_path / "lol.docx", parts)).reason is Reason.HOSTILE
+
+
+def test_billion_laughs_in_any_xml_part_of_an_odt_is_hostile(tmp_path):
+    parts = odf_parts("application/vnd.oasis.opendocument.text")
+    parts["styles.xml"] = BILLION_LAUGHS + "<office:document-styles/>"
+    assert refused(write_zip(tmp_path / "lol.odt", parts)).reason is Reason.HOSTILE
+
+
+def test_billion_laughs_in_flat_odf_is_hostile(tmp_path):
+    path = tmp_path / "lol.fodt"
+    path.write_text(
+        flat_odf("application/vnd.oasis.opendocument.text", prolog=BILLION_LAUGHS), encoding="utf-8"
+    )
+    assert refused(path).reason is Reason.HOSTILE
+
+
+def test_external_dtd_url_is_hostile(tmp_path):
+    main_xml = (
+        '<?xml version="1.0"?>\n<!DOCTYPE w SYSTEM "http://127.0.0.1:9/x.dtd">\n'
+        + DOCUMENT_XML.split("\n", 1)[1]
+    )
+    assert refused(make_docx(tmp_path / "xxe.docx", main_xml=main_xml)).reason is Reason.HOSTILE
+
+
+def test_entities_hidden_behind_a_long_prolog_are_hostile(tmp_path):
+    main_xml = (
+        '<?xml version="1.0"?>\n<!--' + "pad " * 50_000 + "-->\n" + BILLION_LAUGHS.split("\n", 1)[1] + "<w/>"
+    )
+    assert refused(make_docx(tmp_path / "padded.docx", main_xml=main_xml)).reason is Reason.HOSTILE
+
+
+def test_relative_doctype_without_entities_is_allowed(tmp_path):
+    # OpenOffice.org wrote this DOCTYPE into manifests and LibreOffice still writes it into Basic libraries.
+    parts = odf_parts("application/vnd.oasis.opendocument.text")
+    parts["Basic/script-lc.xml"] = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<!DOCTYPE library:libraries PUBLIC "-//OpenOffice.org//DTD OfficeDocument 1.0//EN"'
+        ' "libraries.dtd">\n'
+        '<library:libraries xmlns:library="http://openoffice.org/2000/library"/>'
+    )
+    assert sniff(write_zip(tmp_path / "basic.odt", parts)).kind == "odt"
+
+
+# --- speed on hostile sizes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "prefix", [b"", b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"{\\rtx", b"<?xml "]
+)
+def test_sparse_1gb_file_is_refused_quickly(tmp_path, prefix):
+    path = tmp_path / "huge.docx"
+    path.write_bytes(prefix)
+    subprocess.run(["truncate", "-s", "1G", str(path)], check=True)
+    started = time.perf_counter()
+    with pytest.raises(WorkerError):
+        sniff(path, "huge.docx")
+    assert time.perf_counter() - started < 0.5
+
+
+def test_many_small_xml_parts_are_scanned_quickly(tmp_path):
+    parts = ooxml_parts()
+    parts.update({f"customXml/item{i}.xml": "<a/>" for i in range(9_990)})
+    path = write_zip(tmp_path / "wide.docx", parts)
+    started = time.perf_counter()
+    assert sniff(path).kind == "docx"
+    assert time.perf_counter() - started < 2.0
+
+
+def test_result_is_immutable():
+    result = sniff(DATA / "sample.docx")
+    with pytest.raises(AttributeError):
+        result.kind = "pdf"  # type: ignore[misc]
+
+
+# --- the real-world corpus ----------------------------------------------------------------------------------
+
+
+def corpus_rows() -> list[tuple[str, str]]:
+    manifest = CORPUS / "MANIFEST.tsv"
+    if not manifest.exists():
+        return []
+    rows = []
+    for line in manifest.read_text(encoding="utf-8").splitlines()[1:]:
+        columns = line.split("\t")
+        rows.append((columns[0], columns[7] if len(columns) > 7 else ""))
+    return rows
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason="the shared corpus is not checked out next to the repository")
+@pytest.mark.parametrize(("relative_path", "notes"), corpus_rows(), ids=[row[0] for row in corpus_rows()])
+def test_corpus_file_is_sniffed_or_refused_cleanly(relative_path, notes):
+    path = CORPUS / relative_path
+    started = time.perf_counter()
+    try:
+        result: Sniffed | WorkerError = sniff(path, path.name)
+    except WorkerError as error:
+        result = error
+    assert time.perf_counter() - started < 1.0
+    if "encrypt" in notes.lower():
+        if "VelvetSweatshop" in notes:
+            # Excel's built-in password: Excel and LibreOffice both open the file without asking.
+            assert isinstance(result, Sniffed)
+        else:
+            assert isinstance(result, WorkerError) and result.reason is Reason.ENCRYPTED, result
+    if isinstance(result, Sniffed):
+        assert result.extension.startswith(".") and result.import_filter
+
+
+def test_io_error_is_a_worker_error(tmp_path):
+    with pytest.raises(WorkerError) as caught:
+        sniff(tmp_path / "missing.docx")
+    assert caught.value.reason is Reason.CORRUPT
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_sniff_reads_bytes_not_names(tmp_path):
+    path = tmp_path / "upload"
+    path.write_bytes(io.BytesIO((DATA / "sample.xlsx").read_bytes()).getvalue())
+    assert sniff(path, "totally.pdf").kind == "xlsx"

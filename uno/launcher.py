@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""One warm office: soffice.bin plus an XML-RPC front built on unoserver's converter.
+
+Run by path with Debian's /usr/bin/python3 (the only Python that can `import uno`), never imported by the worker.
+Why not stock `unoserver`: it sleeps 5 s before serving, loads documents without Hidden=True (which makes
+LibreOffice 7.4 abort on spreadsheets), and exits with status 0 on every failure. This launcher starts
+soffice.bin directly (no shell script, no oosplash), polls the UNO socket every 50 ms, loads hidden with macros
+off, and exits non-zero as soon as the office dies, so the supervisor always sees why it went away.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from xmlrpc.server import SimpleXMLRPCServer
+
+# Exit codes the supervisor reads.
+EXIT_OFFICE_DIED = 3
+EXIT_START_FAILED = 4
+# soffice.bin asks its parent to restart it (first start on a new profile); oosplash normally does this.
+SOFFICE_RESTART_CODE = 81
+
+
+def parse_args():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True, help="XML-RPC port")
+    p.add_argument("--uno-port", type=int, required=True)
+    p.add_argument("--profile", required=True, help="LibreOffice user installation directory")
+    p.add_argument("--soffice", default="/usr/lib/libreoffice/program/soffice.bin")
+    p.add_argument("--unoserver-path", default="", help="directory holding the unoserver package")
+    p.add_argument("--start-timeout", type=float, default=60.0)
+    p.add_argument("--init-only", action="store_true", help="initialise the profile, then exit 0")
+    return p.parse_args()
+
+
+def start_soffice(args):
+    cmd = [
+        args.soffice,
+        "--headless", "--invisible", "--nocrashreport", "--nodefault", "--nologo",
+        "--nofirststartwizard", "--norestore", "--nolockcheck",
+        "-env:UserInstallation=file://" + os.path.abspath(args.profile),
+        f"--accept=socket,host=127.0.0.1,port={args.uno_port},tcpNoDelay=1;urp;StarOffice.ComponentContext",
+    ]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+
+def connect(args, office):
+    """Poll the UNO socket until the office answers; restart it once if it asks (exit 81)."""
+    from unoserver.converter import UnoConverter
+
+    deadline = time.monotonic() + args.start_timeout
+    restarted = False
+    while time.monotonic() < deadline:
+        rc = office.poll()
+        if rc is not None:
+            if rc == SOFFICE_RESTART_CODE and not restarted:
+                restarted = True
+                office = start_soffice(args)
+                continue
+            print(f"launcher: soffice.bin exited with {rc} during start", file=sys.stderr, flush=True)
+            sys.exit(EXIT_START_FAILED)
+        try:
+            return office, UnoConverter("127.0.0.1", str(args.uno_port))
+        except Exception:  # NoConnectException until the socket is up
+            time.sleep(0.05)
+    print("launcher: office did not answer in time", file=sys.stderr, flush=True)
+    office.kill()
+    sys.exit(EXIT_START_FAILED)
+
+
+class HiddenDesktop:
+    """Wraps the Desktop so every load is Hidden, read-only, macro-free and never updates links."""
+
+    def __init__(self, desktop):
+        self._desktop = desktop
+
+    def loadComponentFromURL(self, url, target, flags, props):
+        from com.sun.star.beans import PropertyValue
+
+        names = {p.Name for p in props}
+        extra = []
+        for name, value in (("Hidden", True), ("MacroExecutionMode", 0), ("UpdateDocMode", 0), ("ReadOnly", True)):
+            if name not in names:
+                extra.append(PropertyValue(Name=name, Value=value))
+        return self._desktop.loadComponentFromURL(url, target, flags, tuple(props) + tuple(extra))
+
+    def __getattr__(self, name):
+        return getattr(self._desktop, name)
+
+
+STOPPING = threading.Event()
+
+
+def watch(office):
+    """The office died under us: leave at once with a non-zero status so the supervisor restarts us."""
+    office.wait()
+    if STOPPING.is_set():
+        return
+    print(f"launcher: soffice.bin exited with {office.returncode}", file=sys.stderr, flush=True)
+    os._exit(EXIT_OFFICE_DIED)
+
+
+def main():
+    args = parse_args()
+    if args.unoserver_path:
+        sys.path.append(args.unoserver_path)
+    office = start_soffice(args)
+    office, converter = connect(args, office)
+    converter.desktop = HiddenDesktop(converter.desktop)
+
+    def stop(signum, frame):
+        STOPPING.set()
+        office.terminate()
+        try:
+            office.wait(3)
+        except subprocess.TimeoutExpired:
+            office.kill()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.init_only:
+        stop(None, None)
+
+    def ping():
+        return {"version": converter.uno_info(), "office_pid": office.pid}
+
+    def convert(inpath, outpath, infilter, update_index):
+        converter.convert(
+            inpath=inpath, outpath=outpath, convert_to="pdf",
+            infiltername=infilter or None, update_index=bool(update_index),
+        )
+        return True
+
+    server = SimpleXMLRPCServer(("127.0.0.1", args.port), allow_none=True, logRequests=False)
+    server.register_function(ping)
+    server.register_function(convert)
+    threading.Thread(target=watch, args=(office,), daemon=True).start()
+    print(f"launcher: ready on {args.port} (office pid {office.pid})", file=sys.stderr, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

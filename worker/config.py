@@ -1,0 +1,214 @@
+"""Every setting, read from the environment and validated once at start, with all problems reported together."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from worker.errors import Reason, WorkerError
+
+T = TypeVar("T")
+
+DEFAULT_SUFFIXES = (
+    ".docx", ".docm", ".dotx", ".doc", ".odt", ".fodt", ".rtf", ".txt",
+    ".xlsx", ".xlsm", ".xltx", ".xls", ".ods", ".fods", ".csv",
+    ".pptx", ".pptm", ".ppsx", ".ppt", ".pps", ".odp", ".fodp",
+)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _find_uno_dir() -> Path:
+    """uno/ sits beside the package in a checkout, in the working directory, or at /opt/docworker/uno in the image."""
+    for candidate in (REPO_ROOT / "uno", Path.cwd() / "uno", Path("/opt/docworker/uno")):
+        if (candidate / "launcher.py").is_file():
+            return candidate
+    return REPO_ROOT / "uno"
+
+
+@dataclass(frozen=True)
+class OfficeSettings:
+    """How the pool runs LibreOffice; `worker convert` needs only this part."""
+
+    pool_size: int = field(default_factory=lambda: os.cpu_count() or 1)
+    conversion_timeout_s: float = 120.0
+    max_conversions: int = 500
+    max_rss_mb: int = 1024
+    queue_size: int = 0  # 0 -> 2 x pool_size
+    queue_wait_s: float = 0.0  # 0 -> conversion_timeout_s
+    start_timeout_s: float = 60.0
+    update_indexes: bool = False
+    soffice: str = "/usr/lib/libreoffice/program/soffice.bin"
+    uno_python: str = "/usr/bin/python3"
+    uno_dir: Path = field(default_factory=_find_uno_dir)
+    profile_template: Path | None = None  # None -> uno/profile, initialised once into work_dir
+    work_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "docworker")
+
+    @property
+    def effective_queue_size(self) -> int:
+        return self.queue_size or 2 * self.pool_size
+
+    @property
+    def effective_queue_wait_s(self) -> float:
+        return self.queue_wait_s or self.conversion_timeout_s
+
+
+@dataclass(frozen=True)
+class Config:
+    """The worker's whole configuration."""
+
+    output_bucket: str
+    office: OfficeSettings
+    output_prefix: str = ""
+    input_buckets: tuple[str, ...] = ()
+    input_suffixes: tuple[str, ...] = DEFAULT_SUFFIXES
+    max_input_bytes: int = 100 * 2**20
+    auth_mode: str = "platform"
+    auth_audience: str | None = None
+    push_service_account: str | None = None
+    auth_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    port: int = 8080
+    metrics_port: int | None = None
+    shutdown_grace_s: float = 8.0
+    max_delivery_attempts: int = 5
+    google_cloud_project: str | None = None
+    log_format: str = "json"
+    max_body_bytes: int = 1 * 2**20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        r = _Reader(env)
+        office = _office_from(r)
+        auth_mode = r.choice("AUTH_MODE", ("off", "platform", "oidc"), "platform")
+        cfg = cls(
+            output_bucket=r.required("OUTPUT_BUCKET"),
+            office=office,
+            output_prefix=r.get("OUTPUT_PREFIX", str, "").strip("/"),
+            input_buckets=r.get("INPUT_BUCKETS", _csv, ()),
+            input_suffixes=_suffixes(r.get("INPUT_SUFFIXES", _csv, ())) or DEFAULT_SUFFIXES,
+            max_input_bytes=r.get("MAX_INPUT_BYTES", _positive_int, 100 * 2**20),
+            auth_mode=auth_mode,
+            auth_audience=r.get("AUTH_AUDIENCE", str, "") or None,
+            push_service_account=r.get("PUSH_SERVICE_ACCOUNT", str, "") or None,
+            auth_certs_url=r.get("AUTH_CERTS_URL", str, "https://www.googleapis.com/oauth2/v1/certs"),
+            port=r.get("PORT", _port, 8080),
+            metrics_port=r.get("METRICS_PORT", _port, None),
+            shutdown_grace_s=r.get("SHUTDOWN_GRACE_S", _positive_float, 8.0),
+            max_delivery_attempts=r.get("MAX_DELIVERY_ATTEMPTS", _positive_int, 5),
+            google_cloud_project=r.get("GOOGLE_CLOUD_PROJECT", str, "") or None,
+            log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
+            max_body_bytes=r.get("MAX_BODY_BYTES", _positive_int, 1 * 2**20),
+        )
+        if auth_mode in ("platform", "oidc") and not cfg.push_service_account:
+            r.problems.append(f"PUSH_SERVICE_ACCOUNT is required when AUTH_MODE={auth_mode}")
+        if auth_mode == "oidc" and not cfg.auth_audience:
+            r.problems.append("AUTH_AUDIENCE is required when AUTH_MODE=oidc")
+        if cfg.output_prefix and cfg.output_bucket in cfg.input_buckets:
+            pass  # our outputs are recognised by prefix + metadata; see job.py
+        r.raise_if_any()
+        return cfg
+
+
+def office_from_env(env: Mapping[str, str] | None = None) -> OfficeSettings:
+    """The office part alone, for `worker convert` which needs no bucket."""
+    r = _Reader(os.environ if env is None else env)
+    office = _office_from(r)
+    r.raise_if_any()
+    return office
+
+
+def _office_from(r: _Reader) -> OfficeSettings:
+    defaults = OfficeSettings()
+    template = r.get("OFFICE_PROFILE_TEMPLATE", str, "")
+    uno_dir = r.get("OFFICE_UNO_DIR", str, "")
+    work_dir = r.get("WORK_DIR", str, "")
+    return OfficeSettings(
+        pool_size=r.get("POOL_SIZE", _positive_int, defaults.pool_size),
+        conversion_timeout_s=r.get("CONVERSION_TIMEOUT_S", _positive_float, defaults.conversion_timeout_s),
+        max_conversions=r.get("MAX_CONVERSIONS_PER_INSTANCE", _positive_int, defaults.max_conversions),
+        max_rss_mb=r.get("MAX_OFFICE_RSS_MB", _positive_int, defaults.max_rss_mb),
+        queue_size=r.get("QUEUE_SIZE", _positive_int, 0),
+        queue_wait_s=r.get("QUEUE_WAIT_S", _positive_float, 0.0),
+        start_timeout_s=r.get("OFFICE_START_TIMEOUT_S", _positive_float, defaults.start_timeout_s),
+        update_indexes=r.get("UPDATE_INDEXES", _bool, False),
+        soffice=r.get("SOFFICE_BIN", str, defaults.soffice),
+        uno_python=r.get("UNO_PYTHON", str, defaults.uno_python),
+        uno_dir=Path(uno_dir) if uno_dir else defaults.uno_dir,
+        profile_template=Path(template) if template else None,
+        work_dir=Path(work_dir) if work_dir else defaults.work_dir,
+    )
+
+
+class _Reader:
+    """Collects every problem instead of stopping at the first, so one start shows all bad settings."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def required(self, name: str) -> str:
+        value = self.env.get(name, "").strip()
+        if not value:
+            self.problems.append(f"{name} is required")
+        return value
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            self.problems.append(f"{name}={raw!r}: {exc}")
+            return default
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        raw = self.env.get(name, "").strip().lower() or default
+        if raw not in allowed:
+            self.problems.append(f"{name}={raw!r}: must be one of {', '.join(allowed)}")
+            return default
+        return raw
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise WorkerError(Reason.BAD_CONFIG, "invalid configuration: " + "; ".join(self.problems))
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _suffixes(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.lower() if v.startswith(".") else "." + v.lower() for v in values)
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port (1-65535)")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")

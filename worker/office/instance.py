@@ -1,0 +1,223 @@
+"""One office process group: start, stop, ping, convert. No policy here; the pool decides when and why."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import unoserver
+
+from worker.config import OfficeSettings
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+class OfficeStartError(Exception):
+    """The office did not become ready: it exited, or it never answered within the start timeout."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    rpc: int
+    uno: int
+
+
+def free_port() -> int:
+    """A loopback port the kernel just handed out; good enough for a child that binds it a moment later."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    """unoserver's client has no socket timeout; a hung office would hang the caller forever."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        conn = super().make_connection(host)
+        conn.timeout = self._timeout
+        return conn
+
+
+class OfficeInstance:
+    """A launcher (uno/launcher.py) and its soffice.bin, in a process group of their own, in a private directory."""
+
+    def __init__(self, settings: OfficeSettings, name: str, template: Path, log: IO[bytes]) -> None:
+        self.settings = settings
+        self.name = name
+        self.template = template
+        self.log = log
+        self.dir = settings.work_dir / "office" / name
+        self.ports = Ports(free_port(), free_port())
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.office_pid: int | None = None
+        self._osl_pipes: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Fresh copy of the profile, private TMPDIR (catches lu*.tmp leftovers), own session for group kills."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        (self.dir / "tmp").mkdir(parents=True)
+        shutil.copytree(self.template, self.dir / "profile", symlinks=True)
+        env = dict(os.environ, TMPDIR=str(self.dir / "tmp"), HOME=str(self.dir), SAL_USE_VCLPLUGIN="svp")
+        env.pop("PYTHONPATH", None)
+        cmd = [
+            self.settings.uno_python, str(self.settings.uno_dir / "launcher.py"),
+            "--port", str(self.ports.rpc), "--uno-port", str(self.ports.uno),
+            "--profile", str(self.dir / "profile"), "--soffice", self.settings.soffice,
+            "--unoserver-path", str(Path(unoserver.__file__).resolve().parent.parent),
+            "--start-timeout", str(self.settings.start_timeout_s),
+        ]
+        self.popen = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float) -> None:
+        """Readiness is a real UNO round trip, polled every 50 ms: no fixed sleeps."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise OfficeStartError(f"{self.name}: launcher exited with {self.returncode()} during start")
+            try:
+                info = self.ping(timeout=2.0)
+                self.office_pid = int(info["office_pid"])
+                self._osl_pipes = _unix_socket_paths(self.office_pid, prefix="/tmp/OSL_PIPE_")
+                return
+            except (OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
+                last = exc
+                time.sleep(0.05)
+        raise OfficeStartError(f"{self.name}: not ready after {timeout:.0f} s ({last!r})")
+
+    def stop(self, grace: float = 2.0) -> None:
+        """SIGTERM the whole group, SIGKILL after a short grace, reap, and prove the group is empty."""
+        popen = self.popen
+        if popen is not None:
+            pgid = popen.pid
+            _signal_group(pgid, signal.SIGTERM)
+            try:
+                popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+            # Seen here: after SIGTERM oosplash/soffice.bin can linger; never leave an orphan holding the port.
+            deadline = time.monotonic() + grace
+            while group_members(pgid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if group_members(pgid):
+                _signal_group(pgid, signal.SIGKILL)
+            try:
+                popen.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            deadline = time.monotonic() + 5
+            while group_members(pgid) and time.monotonic() < deadline:
+                _signal_group(pgid, signal.SIGKILL)
+                time.sleep(0.05)
+        for path in self._osl_pipes:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def kill_office(self) -> None:
+        """Kill soffice.bin only (tests and chaos use this to simulate a crash)."""
+        if self.office_pid:
+            os.kill(self.office_pid, signal.SIGKILL)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def returncode(self) -> int | None:
+        return None if self.popen is None else self.popen.poll()
+
+    @property
+    def pgid(self) -> int | None:
+        return None if self.popen is None else self.popen.pid
+
+    def rss_bytes(self) -> int:
+        """Resident memory of soffice.bin, the process that grows; 0 when it is gone."""
+        if not self.office_pid:
+            return 0
+        try:
+            with open(f"/proc/{self.office_pid}/statm") as f:
+                return int(f.read().split()[1]) * PAGE_SIZE
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def _proxy(self, timeout: float) -> xmlrpc.client.ServerProxy:
+        return xmlrpc.client.ServerProxy(
+            f"http://127.0.0.1:{self.ports.rpc}/RPC2", transport=_TimeoutTransport(timeout), allow_none=True
+        )
+
+    def ping(self, timeout: float) -> dict[str, Any]:
+        result = self._proxy(timeout).ping()
+        assert isinstance(result, dict)
+        return result
+
+    def convert(self, src: Path, dst: Path, import_filter: str | None, timeout: float) -> None:
+        self._proxy(timeout).convert(str(src), str(dst), import_filter or "", self.settings.update_indexes)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs still in a process group, zombies excluded (they hold no port and their parent reaps them)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def _unix_socket_paths(pid: int, prefix: str) -> list[str]:
+    """Paths of the unix sockets a process listens on (LibreOffice's OSL_PIPE lands in /tmp whatever TMPDIR says)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        with open("/proc/net/unix") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return []
+    paths = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 8 and parts[6] in inodes and parts[7].startswith(prefix):
+            paths.append(parts[7])
+    return paths

@@ -1,0 +1,399 @@
+"""The supervisor: a bounded queue in front of N office instances, and the rules that keep them healthy.
+
+Like Gotenberg's supervisor, the instance only knows start/stop/ping/convert; every restart rule lives here and its
+comment names the failure that motivated it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import queue
+import shutil
+import threading
+import time
+import xmlrpc.client
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import IO
+
+from worker.config import OfficeSettings
+from worker.errors import Reason, WorkerError
+from worker.office.instance import OfficeInstance, OfficeStartError
+
+log = logging.getLogger(__name__)
+
+PROBE_DIR = Path(__file__).parent / "probe"
+PROBE_DOCS = ("probe.fodt", "probe.fods", "probe.fodp")  # one per family: warms text, spreadsheet, presentation
+INIT_MARKER = ".docworker-initialised"
+
+
+class State(StrEnum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    RESTARTING = "restarting"
+    STOPPED = "stopped"
+
+
+class RestartReason(StrEnum):
+    EXIT = "exit"  # the office went away while idle
+    CRASH = "crash"  # it died or stopped answering during a conversion
+    TIMEOUT = "timeout"  # a conversion ran past the timeout and was killed
+    MAX_CONVERSIONS = "max_conversions"  # planned recycle after N conversions
+    MEMORY = "memory"  # soffice.bin RSS above the ceiling
+    UNHEALTHY = "unhealthy"  # an idle health ping failed
+    START_FAILED = "start_failed"  # a start attempt did not reach ready
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """What /ready and /metrics show per instance."""
+
+    index: int
+    state: State
+    pid: int | None
+    conversions: int
+    rss_bytes: int
+    seconds_since_ok: float | None
+    restarts: int
+
+
+@dataclass(frozen=True)
+class ConversionTiming:
+    queue_wait_s: float
+    convert_s: float
+    instance: int
+
+
+class _Slot:
+    """One position in the pool; its instance is replaced on every restart (epoch counts replacements)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.instance: OfficeInstance | None = None
+        self.state = State.STARTING
+        self.epoch = 0
+        self.conversions = 0
+        self.restarts = 0
+        self.last_ok: float | None = None
+        self.use = threading.Lock()  # held by a conversion or a health ping: one request per office
+
+
+class OfficePool:
+    """N supervised offices; convert() borrows one, or fails fast when the wait queue is full."""
+
+    HEALTH_INTERVAL_S = 5.0
+    MONITOR_INTERVAL_S = 0.25
+
+    def __init__(self, settings: OfficeSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.restarts: Counter[str] = Counter()
+        self._slots = [_Slot(i) for i in range(settings.pool_size)]
+        self._idle: queue.Queue[tuple[_Slot, int]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._closed = False
+        self._stop = threading.Event()
+        self._template: Path | None = None
+        self._monitor: threading.Thread | None = None
+        self._log: IO[bytes] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, wait: bool = True) -> None:
+        """Start every instance in parallel; with wait=True return once all are ready (raise if none is)."""
+        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.settings.work_dir / "office.log", "ab")  # noqa: SIM115 (closed in stop)
+        self._template = self._prepare_profile()
+        threads = [threading.Thread(target=self._restart, args=(slot, None), daemon=True) for slot in self._slots]
+        for t in threads:
+            t.start()
+        self._monitor = threading.Thread(target=self._watch, name="office-monitor", daemon=True)
+        self._monitor.start()
+        if wait:
+            for t in threads:
+                t.join()
+            if not any(s.state == State.IDLE for s in self._slots):
+                raise WorkerError(Reason.OFFICE_UNAVAILABLE, "no office instance became ready; see office.log")
+
+    def stop(self) -> None:
+        """Refuse new work, then stop every process group."""
+        with self._lock:
+            self._closed = True
+        self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+        for slot in self._slots:
+            with slot.use if slot.state != State.BUSY else contextlib.nullcontext():
+                inst, slot.instance = slot.instance, None
+                slot.state = State.STOPPED
+            if inst is not None:
+                inst.stop()
+        if self._log is not None:
+            self._log.close()
+
+    def _prepare_profile(self) -> Path:
+        """First start on a new profile costs a restart inside LibreOffice (exit 81): pay it once, then copy."""
+        given = self.settings.profile_template
+        if given is not None and (given / INIT_MARKER).exists():
+            return given
+        source = given or (self.settings.uno_dir / "profile")
+        target = self.settings.work_dir / "profile-template"
+        if (target / INIT_MARKER).exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+        init_profile(self.settings, target, self._log)
+        return target
+
+    # -- the one public operation ------------------------------------------------------------------
+
+    def convert(self, src: Path, dst: Path, import_filter: str | None = None) -> ConversionTiming:
+        """Convert src to PDF at dst on a free instance; WorkerError with a retryable reason on any office trouble."""
+        with self._lock:
+            if self._closed:
+                raise WorkerError(Reason.SHUTTING_DOWN, "the office pool is shutting down")
+            # Fail fast instead of growing without bound (peers' pain point: queues that hide overload).
+            if self._waiting >= self.settings.effective_queue_size:
+                raise WorkerError(Reason.QUEUE_FULL, f"{self._waiting} conversions already waiting for an office")
+            self._waiting += 1
+        t0 = self.clock()
+        try:
+            slot = self._borrow()
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        waited = self.clock() - t0
+        try:
+            t1 = self.clock()
+            self._convert_on(slot, src, dst, import_filter)
+            return ConversionTiming(waited, self.clock() - t1, slot.index)
+        finally:
+            slot.use.release()
+
+    def _borrow(self) -> _Slot:
+        deadline = self.clock() + self.settings.effective_queue_wait_s
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise WorkerError(Reason.OFFICE_UNAVAILABLE, "no office instance became free in time")
+            try:
+                slot, epoch = self._idle.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                if self._closed:
+                    raise WorkerError(Reason.SHUTTING_DOWN, "the office pool is shutting down") from None
+                continue
+            slot.use.acquire()
+            if slot.epoch != epoch or slot.state != State.IDLE:
+                slot.use.release()  # a stale ticket: that instance was restarted since it was queued
+                continue
+            slot.state = State.BUSY
+            return slot
+
+    def _convert_on(self, slot: _Slot, src: Path, dst: Path, import_filter: str | None) -> None:
+        inst = slot.instance
+        assert inst is not None
+        timeout = self.settings.conversion_timeout_s
+        try:
+            inst.convert(src, dst, import_filter, timeout=timeout)
+        except TimeoutError as exc:
+            # A hung conversion (tarpit link, pathological file) blocks its office forever: kill it, restart only it.
+            self._recycle(slot, RestartReason.TIMEOUT)
+            raise WorkerError(Reason.CONVERSION_TIMEOUT, f"conversion did not finish within {timeout:g} s") from exc
+        except xmlrpc.client.Fault as fault:
+            if self._still_healthy(inst):
+                self._release_idle(slot)
+                raise WorkerError(Reason.CONVERSION_FAILED, _fault_message(fault)) from fault
+            # The office died under the document (kill -9, abort): the request is worth retrying elsewhere.
+            self._recycle(slot, RestartReason.CRASH)
+            raise WorkerError(Reason.OFFICE_CRASHED, "the office crashed during the conversion") from fault
+        except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
+            self._recycle(slot, RestartReason.CRASH)
+            raise WorkerError(Reason.OFFICE_CRASHED, f"lost the office during the conversion ({exc})") from exc
+        slot.conversions += 1
+        slot.last_ok = self.clock()
+        # Planned recycles bound memory growth (probe: RSS climbs per new kind of document, then plateaus).
+        if slot.conversions >= self.settings.max_conversions:
+            self._recycle(slot, RestartReason.MAX_CONVERSIONS)
+        elif inst.rss_bytes() > self.settings.max_rss_mb * 2**20:
+            self._recycle(slot, RestartReason.MEMORY)
+        else:
+            self._release_idle(slot)
+
+    def _still_healthy(self, inst: OfficeInstance) -> bool:
+        if not inst.alive():
+            return False
+        try:
+            inst.ping(timeout=2.0)
+            return True
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+            return False
+
+    # -- supervision -------------------------------------------------------------------------------
+
+    def _release_idle(self, slot: _Slot) -> None:
+        slot.state = State.IDLE
+        self._idle.put((slot, slot.epoch))
+
+    def _recycle(self, slot: _Slot, reason: RestartReason) -> None:
+        """Take the slot out of service now and restart it in the background; callers never wait for a restart."""
+        slot.state = State.RESTARTING
+        slot.epoch += 1
+        threading.Thread(target=self._restart, args=(slot, reason), daemon=True).start()
+
+    def _restart(self, slot: _Slot, reason: RestartReason | None) -> None:
+        if reason is not None:
+            self.restarts[reason.value] += 1
+            slot.restarts += 1
+            log.warning("restarting office %d: %s", slot.index, reason.value)
+        old, slot.instance = slot.instance, None
+        if old is not None:
+            old.stop()
+        backoff = 0.5
+        while not self._stop.is_set():
+            inst = OfficeInstance(self.settings, f"{slot.index}-{slot.epoch}", self._template_path(), self._logfile())
+            try:
+                inst.start()
+                inst.wait_ready(self.settings.start_timeout_s)
+                # After any restart prove the office with a real conversion before it takes work
+                # (seen: a stale lock file made every later conversion fail while pings still answered).
+                self._probe(inst)
+            except (OfficeStartError, OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
+                log.error("office %d failed to start: %s", slot.index, exc)
+                self.restarts[RestartReason.START_FAILED.value] += 1
+                inst.stop()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            with slot.use:
+                if self._stop.is_set():
+                    inst.stop()
+                    return
+                slot.instance = inst
+                slot.conversions = 0
+                slot.last_ok = self.clock()
+                self._release_idle(slot)
+            return
+
+    def _probe(self, inst: OfficeInstance) -> None:
+        out = inst.dir / "tmp" / "probe-out"
+        out.mkdir(exist_ok=True)
+        for name in PROBE_DOCS:
+            dst = out / (name + ".pdf")
+            inst.convert(PROBE_DIR / name, dst, None, timeout=self.settings.start_timeout_s)
+            if not dst.read_bytes().startswith(b"%PDF"):
+                raise OfficeStartError(f"{inst.name}: probe conversion of {name} produced no PDF")
+            dst.unlink()
+
+    def _watch(self) -> None:
+        """Restart an office that died while idle, and keep `last_ok` fresh with real round trips."""
+        while not self._stop.wait(self.MONITOR_INTERVAL_S):
+            for slot in self._slots:
+                if slot.state != State.IDLE or not slot.use.acquire(blocking=False):
+                    continue
+                try:
+                    if slot.state != State.IDLE or slot.instance is None:
+                        continue
+                    inst = slot.instance
+                    if not inst.alive():
+                        # unoserver exits 0 on crash, timeout and stop-after alike: restart on ANY exit.
+                        self._recycle(slot, RestartReason.EXIT)
+                    elif slot.last_ok is None or self.clock() - slot.last_ok > self.HEALTH_INTERVAL_S:
+                        if self._still_healthy(inst):
+                            slot.last_ok = self.clock()
+                        else:
+                            self._recycle(slot, RestartReason.UNHEALTHY)
+                finally:
+                    slot.use.release()
+
+    # -- what operators see ------------------------------------------------------------------------
+
+    def status(self) -> list[InstanceStatus]:
+        now = self.clock()
+        out = []
+        for s in self._slots:
+            inst = s.instance
+            out.append(
+                InstanceStatus(
+                    index=s.index,
+                    state=s.state,
+                    pid=inst.office_pid if inst else None,
+                    conversions=s.conversions,
+                    rss_bytes=inst.rss_bytes() if inst else 0,
+                    seconds_since_ok=None if s.last_ok is None else now - s.last_ok,
+                    restarts=s.restarts,
+                )
+            )
+        return out
+
+    def ready(self) -> bool:
+        """At least one office is serving and answered a real round trip recently."""
+        limit = self.HEALTH_INTERVAL_S * 3
+        for s in self._slots:
+            if s.state == State.BUSY:
+                return True
+            if s.state == State.IDLE and s.last_ok is not None and self.clock() - s.last_ok < limit:
+                return True
+        return False
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    @property
+    def size(self) -> int:
+        return len(self._slots)
+
+    def instances(self) -> Iterator[OfficeInstance]:
+        """The live instances (tests and chaos runs use this to kill one)."""
+        for s in self._slots:
+            if s.instance is not None:
+                yield s.instance
+
+    def _template_path(self) -> Path:
+        assert self._template is not None
+        return self._template
+
+    def _logfile(self) -> IO[bytes]:
+        assert self._log is not None
+        return self._log
+
+
+def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | None) -> None:
+    """Start LibreOffice once on a profile so later starts skip the first-run restart; mark it done."""
+    import subprocess
+
+    import unoserver
+
+    cmd = [
+        settings.uno_python, str(settings.uno_dir / "launcher.py"), "--init-only",
+        "--port", "0", "--uno-port", str(_free_port()), "--profile", str(profile), "--soffice", settings.soffice,
+        "--unoserver-path", str(Path(unoserver.__file__).resolve().parent.parent),
+        "--start-timeout", str(settings.start_timeout_s),
+    ]
+    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, check=True,
+                   timeout=settings.start_timeout_s + 10, start_new_session=True)
+    (profile / INIT_MARKER).write_text("initialised by docworker\n")
+
+
+def _free_port() -> int:
+    from worker.office.instance import free_port
+
+    return free_port()
+
+
+def _fault_message(fault: xmlrpc.client.Fault) -> str:
+    """LibreOffice's faults arrive as "<class 'X'>:text"; keep the text, drop pyuno's noise."""
+    text = str(fault.faultString)
+    if ">:" in text:
+        text = text.split(">:", 1)[1]
+    text = text.strip() or "LibreOffice could not convert the document"
+    if "Could not load document" in text:
+        return "LibreOffice could not load the document (corrupt or not the format its name says)"
+    return text.splitlines()[0][:300]

@@ -1,0 +1,194 @@
+"""Cloud Storage, the only user of google-cloud-storage: pinned reads and precondition-guarded writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import Retry
+from google.auth import exceptions as auth_exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from worker.errors import Reason, WorkerError
+
+PERMISSION_HINT = (
+    "the worker's service account needs storage.objects.get on input buckets and storage.objects.create "
+    "(plus storage.objects.delete to replace an older PDF) on the output bucket"
+)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """The object fields the worker decides on, detached from the client library's Blob."""
+
+    bucket: str
+    name: str
+    generation: int
+    size: int
+    content_type: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.name}#{self.generation}"
+
+
+class ObjectGone(Exception):
+    """The pinned generation no longer exists (overwritten or deleted): a stale event, acked and ignored."""
+
+
+def emulator_client(endpoint: str, project: str = "local") -> storage.Client:
+    """A client for fake-gcs-server at `endpoint` without touching the process-wide STORAGE_EMULATOR_HOST."""
+    return storage.Client(
+        project=project,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": endpoint},
+    )
+
+
+@contextmanager
+def _storage_errors(action: str) -> Iterator[None]:
+    """Turn whatever the client raises after its own retries into one retryable WorkerError."""
+    try:
+        yield
+    except (api_exceptions.Forbidden, api_exceptions.Unauthorized) as exc:
+        raise WorkerError(
+            Reason.STORAGE_UNAVAILABLE, f"{action}: permission denied ({exc.code}): {PERMISSION_HINT}"
+        ) from exc
+    except api_exceptions.RetryError as exc:
+        raise WorkerError(
+            Reason.STORAGE_UNAVAILABLE, f"{action}: gave up retrying: {exc.cause or exc}"
+        ) from exc
+    except api_exceptions.GoogleAPICallError as exc:
+        raise WorkerError(Reason.STORAGE_UNAVAILABLE, f"{action}: HTTP {exc.code}: {exc.message}") from exc
+    except DataCorruption as exc:
+        raise WorkerError(Reason.STORAGE_UNAVAILABLE, f"{action}: checksum mismatch on download") from exc
+    except (
+        api_exceptions.GoogleAPIError,
+        InvalidResponse,
+        auth_exceptions.TransportError,
+        requests.RequestException,
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
+        raise WorkerError(Reason.STORAGE_UNAVAILABLE, f"{action}: {type(exc).__name__}: {exc}") from exc
+
+
+def _info(blob: Any) -> ObjectInfo:
+    """Copy a Blob's server-side fields, because the Blob itself is mutable and untyped."""
+    return ObjectInfo(
+        bucket=str(blob.bucket.name),
+        name=str(blob.name),
+        generation=int(blob.generation),
+        size=int(blob.size or 0),
+        content_type=blob.content_type,
+        metadata={str(k): str(v) for k, v in (blob.metadata or {}).items()},
+    )
+
+
+class Store:
+    """Generation-pinned reads and create-only/conditional writes, so every retry and redelivery is safe."""
+
+    def __init__(
+        self,
+        client: storage.Client | None = None,
+        *,
+        timeout_s: float = 60.0,
+        retry_deadline_s: float = 120.0,
+    ) -> None:
+        # storage.Client() honours STORAGE_EMULATOR_HOST (and then goes anonymous).
+        self._client = client if client is not None else storage.Client()
+        self._timeout = timeout_s
+        self._retry: Retry = DEFAULT_RETRY.with_timeout(retry_deadline_s)
+
+    def stat(self, bucket: str, name: str, generation: int) -> ObjectInfo:
+        """Read one generation's metadata; a missing generation means the event is stale."""
+        with _storage_errors(f"stat gs://{bucket}/{name}#{generation}"):
+            blob = self._client.bucket(bucket).get_blob(
+                name, generation=generation, timeout=self._timeout, retry=self._retry
+            )
+        if blob is None:
+            raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists")
+        return _info(blob)
+
+    def download(self, bucket: str, name: str, generation: int, dest: Path, *, max_bytes: int) -> ObjectInfo:
+        """Fetch exactly `generation` into `dest`, checksum checked; oversized objects are refused first."""
+        info = self.stat(bucket, name, generation)
+        if info.size > max_bytes:
+            raise WorkerError(
+                Reason.TOO_LARGE, f"{info.uri} is {info.size} bytes, the limit is {max_bytes}; not downloaded"
+            )
+        blob = self._client.bucket(bucket).blob(name, generation=generation)
+        with _storage_errors(f"download {info.uri}"):
+            try:
+                blob.download_to_filename(
+                    str(dest), timeout=self._timeout, checksum="auto", retry=self._retry
+                )
+            except api_exceptions.NotFound as exc:
+                raise ObjectGone(f"{info.uri} disappeared during download") from exc
+        return info
+
+    def get_output(self, bucket: str, name: str) -> ObjectInfo | None:
+        """The live output object, to tell a duplicate from an overwrite or a name collision."""
+        with _storage_errors(f"stat gs://{bucket}/{name}"):
+            blob = self._client.bucket(bucket).get_blob(name, timeout=self._timeout, retry=self._retry)
+        return None if blob is None else _info(blob)
+
+    def create(
+        self, bucket: str, name: str, src: Path | bytes, *, content_type: str, metadata: dict[str, str]
+    ) -> ObjectInfo | None:
+        """Write only if nothing is there; None means someone (maybe our own retried attempt) was first."""
+        return self._upload(bucket, name, src, content_type, metadata, if_generation_match=0)
+
+    def replace(
+        self,
+        bucket: str,
+        name: str,
+        src: Path | bytes,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        if_generation_match: int,
+    ) -> ObjectInfo | None:
+        """Overwrite only the generation we saw; None means it changed under us (re-read and decide)."""
+        return self._upload(
+            bucket, name, src, content_type, metadata, if_generation_match=if_generation_match
+        )
+
+    def _upload(
+        self,
+        bucket: str,
+        name: str,
+        src: Path | bytes,
+        content_type: str,
+        metadata: dict[str, str],
+        *,
+        if_generation_match: int,
+    ) -> ObjectInfo | None:
+        """One upload path: the precondition is what makes the client's automatic retries safe."""
+        blob = self._client.bucket(bucket).blob(name)
+        blob.metadata = metadata
+        common: dict[str, Any] = {
+            "content_type": content_type,
+            "if_generation_match": if_generation_match,
+            "timeout": self._timeout,
+            "retry": self._retry,
+            "checksum": "auto",
+        }
+        with _storage_errors(f"upload gs://{bucket}/{name} (if_generation_match={if_generation_match})"):
+            try:
+                if isinstance(src, Path):
+                    blob.upload_from_filename(str(src), **common)
+                else:
+                    blob.upload_from_string(src, **common)
+            except api_exceptions.PreconditionFailed:
+                return None
+        return _info(blob)

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED if exc.retryable else EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug or an environment problem: one line, never a traceback
+        print(f"worker: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _convert(inputs: list[Path], output: Path | None) -> int:

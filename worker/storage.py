@@ -105,7 +105,16 @@ class Store:
         retry_deadline_s: float = 120.0,
     ) -> None:
         # storage.Client() honours STORAGE_EMULATOR_HOST (and then goes anonymous).
-        self._client = client if client is not None else storage.Client()
+        if client is None:
+            try:
+                client = storage.Client()
+            except auth_exceptions.DefaultCredentialsError as exc:
+                raise WorkerError(
+                    Reason.BAD_CONFIG,
+                    "no Google credentials found: run on GCP with a service account, or set "
+                    "STORAGE_EMULATOR_HOST (e.g. http://127.0.0.1:4443) for a local emulator",
+                ) from exc
+        self._client = client
         self._timeout = timeout_s
         self._retry: Retry = DEFAULT_RETRY.with_timeout(retry_deadline_s)
 

@@ -7,8 +7,10 @@ comment names the failure that motivated it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -103,6 +105,8 @@ class OfficePool:
         self._template: Path | None = None
         self._monitor: threading.Thread | None = None
         self._log: IO[bytes] | None = None
+        self._live: set[OfficeInstance] = set()  # every started instance, ready or not, until it is stopped
+        self._live_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -131,10 +135,13 @@ class OfficePool:
             self._monitor.join(timeout=5)
         for slot in self._slots:
             with slot.use if slot.state != State.BUSY else contextlib.nullcontext():
-                inst, slot.instance = slot.instance, None
+                slot.instance = None
                 slot.state = State.STOPPED
-            if inst is not None:
-                inst.stop()
+        # Includes instances still starting or restarting: a stop during start must not leave orphans.
+        with self._live_lock:
+            live = list(self._live)
+        for inst in live:
+            self._stop_instance(inst)
         if self._log is not None:
             self._log.close()
 
@@ -144,12 +151,17 @@ class OfficePool:
         if given is not None and (given / INIT_MARKER).exists():
             return given
         source = given or (self.settings.uno_dir / "profile")
-        target = self.settings.work_dir / "profile-template"
+        target = profile_cache_dir(source, self.settings.soffice)
         if (target / INIT_MARKER).exists():
             return target
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target)
-        init_profile(self.settings, target, self._log)
+        building = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}")
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.copytree(source, building)
+        init_profile(self.settings, building, self._log)
+        try:
+            building.rename(target)  # atomic: concurrent pools never see a half-built profile
+        except OSError:
+            shutil.rmtree(building, ignore_errors=True)  # another pool won the race; its copy is as good
         return target
 
     # -- the one public operation ------------------------------------------------------------------
@@ -254,10 +266,12 @@ class OfficePool:
             log.warning("restarting office %d: %s", slot.index, reason.value)
         old, slot.instance = slot.instance, None
         if old is not None:
-            old.stop()
+            self._stop_instance(old)
         backoff = 0.5
         while not self._stop.is_set():
             inst = OfficeInstance(self.settings, f"{slot.index}-{slot.epoch}", self._template_path(), self._logfile())
+            with self._live_lock:
+                self._live.add(inst)
             try:
                 inst.start()
                 inst.wait_ready(self.settings.start_timeout_s)
@@ -266,20 +280,26 @@ class OfficePool:
                 self._probe(inst)
             except (OfficeStartError, OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
                 log.error("office %d failed to start: %s", slot.index, exc)
-                self.restarts[RestartReason.START_FAILED.value] += 1
-                inst.stop()
+                if not self._stop.is_set():
+                    self.restarts[RestartReason.START_FAILED.value] += 1
+                self._stop_instance(inst)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             with slot.use:
                 if self._stop.is_set():
-                    inst.stop()
+                    self._stop_instance(inst)
                     return
                 slot.instance = inst
                 slot.conversions = 0
                 slot.last_ok = self.clock()
                 self._release_idle(slot)
             return
+
+    def _stop_instance(self, inst: OfficeInstance) -> None:
+        inst.stop()
+        with self._live_lock:
+            self._live.discard(inst)
 
     def _probe(self, inst: OfficeInstance) -> None:
         out = inst.dir / "tmp" / "probe-out"
@@ -363,6 +383,18 @@ class OfficePool:
     def _logfile(self) -> IO[bytes]:
         assert self._log is not None
         return self._log
+
+
+def profile_cache_dir(source: Path, soffice: str) -> Path:
+    """Where the initialised copy of a profile template lives, keyed by the template's content and the office."""
+    digest = hashlib.sha256(soffice.encode())
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(source)).encode())
+            digest.update(path.read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "docworker"
+    base.mkdir(parents=True, exist_ok=True)
+    return base / f"profile-{digest.hexdigest()[:16]}"
 
 
 def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | None) -> None:

@@ -1,0 +1,134 @@
+"""Helpers for tests that run real LibreOffice: pools that always stop, process scans, a request-counting server."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from pypdf import PdfReader
+
+from worker.config import OfficeSettings
+from worker.office import OfficePool
+from worker.office.pool import INIT_MARKER, init_profile
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
+CORPUS = REPO.parent / "shared" / "corpus"
+SAMPLE_EXTS = ("docx", "doc", "odt", "rtf", "xlsx", "xls", "ods", "pptx", "ppt")
+PNG_1X1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8cfc0f01f0005"
+    "0001ff2a58d7ab0000000049454e44ae426082"
+)
+
+_template_lock = threading.Lock()
+_templates: dict[Path, Path] = {}
+
+
+def initialised_template(base: Path) -> Path:
+    """An initialised copy of uno/profile under `base`, built once per process: every pool start skips exit 81."""
+    with _template_lock:
+        if base in _templates:
+            return _templates[base]
+        settings = OfficeSettings(work_dir=base)
+        target = base / "profile-template"
+        shutil.copytree(settings.uno_dir / "profile", target)
+        init_profile(settings, target, None)
+        assert (target / INIT_MARKER).exists()
+        _templates[base] = target
+        return target
+
+
+def office_settings(work_dir: Path, template: Path, **overrides: Any) -> OfficeSettings:
+    """Settings for a test pool: its own work_dir, the shared initialised profile, generous start timeout."""
+    base = OfficeSettings(work_dir=work_dir, profile_template=template, pool_size=1, conversion_timeout_s=60.0)
+    return replace(base, **overrides)
+
+
+@contextmanager
+def running_pool(settings: OfficeSettings) -> Iterator[OfficePool]:
+    """A started pool that is stopped even when the test fails half-way."""
+    pool = OfficePool(settings)
+    try:
+        pool.start()
+        yield pool
+    finally:
+        pool.stop()
+
+
+def office_pids_under(path: Path) -> list[int]:
+    """soffice.bin processes (not launchers, not zombies) whose command line mentions `path`, e.g. in their profile."""
+    needle = str(path).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        program = cmdline.split(b"\0", 1)[0]
+        if program.endswith(b"soffice.bin") and needle in cmdline and state != "Z":
+            found.append(int(entry))
+    return sorted(found)
+
+
+def tmp_leftovers() -> set[str]:
+    """LibreOffice's droppings in the shared /tmp: lock/temp files and the single-instance IPC pipes."""
+    return set(glob.glob("/tmp/lu*.tmp")) | set(glob.glob("/tmp/OSL_PIPE_*"))
+
+
+def pdf_text(path: Path) -> tuple[int, str]:
+    """Page count and whitespace-normalised text of a PDF (pypdf raises if it is not one)."""
+    reader = PdfReader(path)
+    text = " ".join(page.extract_text() or "" for page in reader.pages)
+    return len(reader.pages), " ".join(text.split())
+
+
+class CountingServer:
+    """A loopback HTTP server that answers every method with a tiny PNG and records each request line."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        requests = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                requests.append(f"{self.command} {self.path}")
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(PNG_1X1)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(PNG_1X1)
+
+            do_GET = do_HEAD = do_OPTIONS = do_POST = do_PROPFIND = _answer  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, path: str = "/canary.png") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> CountingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)

@@ -1,0 +1,342 @@
+"""The warm conversion core against real LibreOffice: formats, crashes, timeouts, hostile documents, supervision."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msoffcrypto
+import pytest
+
+from tests.hostile_docs import (
+    make_linked_image_docx,
+    make_linked_image_odt,
+    make_macro_onload_odt,
+    make_many_links_docx,
+)
+from tests.integration.conftest_office import (
+    DATA,
+    SAMPLE_EXTS,
+    CountingServer,
+    initialised_template,
+    office_pids_under,
+    office_settings,
+    pdf_text,
+    running_pool,
+)
+from worker.conversion import convert_file
+from worker.errors import Reason, WorkerError
+from worker.office import OfficePool
+from worker.office.instance import group_members
+from worker.office.pool import State
+
+pytestmark = pytest.mark.office
+
+SAMPLE = DATA / "sample.docx"
+SAMPLE_100 = DATA / "sample-100pages.docx"
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One initialised profile for every pool in the session (each start then costs ~1 s, not ~2.5 s)."""
+    return initialised_template(tmp_path_factory.getbasetemp() / "office-template")
+
+
+@pytest.fixture(scope="module")
+def shared_pool(tmp_path_factory: pytest.TempPathFactory, template: Path) -> Iterator[OfficePool]:
+    """Two instances for the tests that only convert and never disturb the pool."""
+    settings = office_settings(tmp_path_factory.mktemp("shared-pool"), template, pool_size=2, conversion_timeout_s=30)
+    with running_pool(settings) as pool:
+        yield pool
+    assert office_pids_under(settings.work_dir) == []
+
+
+def convert_sample(pool: OfficePool, tmp_path: Path, src: Path = SAMPLE) -> Path:
+    out = tmp_path / f"{src.stem}-{time.monotonic_ns()}.pdf"
+    convert_file(pool, src, out, src.name, tmp_path)
+    return out
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    """Poll instead of sleeping a guessed amount; fail with `what` if it never happens."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+# -- 1. formats ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", SAMPLE_EXTS)
+def test_sample_converts_to_pdf_with_its_text(shared_pool: OfficePool, tmp_path: Path, ext: str) -> None:
+    src = DATA / f"sample.{ext}"
+    out = tmp_path / "out.pdf"
+    result = convert_file(shared_pool, src, out, src.name, tmp_path)
+    pages, text = pdf_text(out)
+    assert pages >= 1
+    assert f"docworker sample {ext}" in text
+    assert result.pdf_bytes == out.stat().st_size
+    assert not list(tmp_path.glob("job-*")), "the job's private temp dir was left behind"
+
+
+# -- 2. crash mid-conversion --------------------------------------------------------------------------------------
+
+
+def test_killing_office_mid_conversion_fails_retryably_and_recovers(tmp_path: Path, template: Path) -> None:
+    settings = office_settings(tmp_path / "work", template, queue_wait_s=30)
+    with running_pool(settings) as pool:
+        (inst,) = pool.instances()
+        old_pgid, old_pid = inst.pgid, inst.office_pid
+        assert old_pgid is not None and old_pid is not None
+        outcome: dict[str, object] = {}
+
+        def convert_long() -> None:
+            try:
+                convert_sample(pool, tmp_path, SAMPLE_100)
+                outcome["ok"] = True
+            except WorkerError as exc:
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=convert_long)
+        worker.start()
+        time.sleep(0.3)
+        assert pool.status()[0].state == State.BUSY, "the 100-page conversion must still be running at the kill"
+        inst.kill_office()
+        killed = time.monotonic()
+        worker.join(30)
+        assert not worker.is_alive()
+
+        error = outcome.get("error")
+        assert isinstance(error, WorkerError), outcome
+        assert error.reason is Reason.OFFICE_CRASHED
+        assert error.retryable
+
+        out = convert_sample(pool, tmp_path)
+        assert time.monotonic() - killed < 5, "the instance was not back and converting within 5 s"
+        assert pdf_text(out)[0] >= 1
+        assert pool.restarts["crash"] == 1
+        assert group_members(old_pgid) == []
+        (new,) = pool.instances()
+        assert new.office_pid != old_pid
+        assert office_pids_under(settings.work_dir) == [new.office_pid], "an orphan soffice.bin survived"
+    assert office_pids_under(settings.work_dir) == []
+
+
+# -- 3. timeout ---------------------------------------------------------------------------------------------------
+
+
+def test_conversion_past_timeout_is_stopped_and_the_next_succeeds(tmp_path: Path, template: Path) -> None:
+    settings = office_settings(tmp_path / "work", template, conversion_timeout_s=2, queue_wait_s=30)
+    noise = tmp_path / "noise.txt"
+    noise.write_bytes(random.Random(1).randbytes(50 * 1024))  # LibreOffice spends 16+ s on this without a filter
+    with running_pool(settings) as pool:
+        (inst,) = pool.instances()
+        old_pgid = inst.pgid
+        assert old_pgid is not None
+        t0 = time.monotonic()
+        with pytest.raises(WorkerError) as caught:
+            pool.convert(noise, tmp_path / "noise.pdf", None)
+        elapsed = time.monotonic() - t0
+        assert caught.value.reason is Reason.CONVERSION_TIMEOUT
+        assert 2 <= elapsed <= 5, f"timeout fired after {elapsed:.2f} s"
+
+        out = convert_sample(pool, tmp_path)
+        assert pdf_text(out)[0] >= 1
+        assert pool.restarts["timeout"] == 1
+        assert group_members(old_pgid) == [], "the timed-out office is still running"
+
+
+# -- 4. hostile documents -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def canary() -> Iterator[CountingServer]:
+    with CountingServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("name", "build"),
+    [
+        ("linked.docx", lambda path, url: make_linked_image_docx(path, url)),
+        ("linked.odt", lambda path, url: make_linked_image_odt(path, url)),
+        ("many-links.docx", lambda path, url: make_many_links_docx(path, url, 20)),
+    ],
+)
+def test_linked_images_are_never_fetched(
+    shared_pool: OfficePool, canary: CountingServer, tmp_path: Path, name: str, build
+) -> None:
+    src = tmp_path / name
+    build(src, canary.url())
+    out = tmp_path / "out.pdf"
+    convert_file(shared_pool, src, out, name, tmp_path)
+    assert pdf_text(out)[0] >= 1
+    assert canary.requests == []
+
+
+def test_onload_macro_never_runs(shared_pool: OfficePool, tmp_path: Path) -> None:
+    marker = tmp_path / "macro-ran.txt"
+    src = tmp_path / "macro.odt"
+    make_macro_onload_odt(src, marker)
+    out = tmp_path / "out.pdf"
+    convert_file(shared_pool, src, out, src.name, tmp_path)
+    _, text = pdf_text(out)
+    assert "docworker macro document" in text
+    assert not marker.exists()
+
+
+def test_control_cold_soffice_with_default_profile_does_fetch_the_linked_image(
+    canary: CountingServer, tmp_path: Path
+) -> None:
+    """CONTROL: proves the SSRF test above can fail; an unhardened LibreOffice reaches our canary server."""
+    src = tmp_path / "linked.docx"
+    make_linked_image_docx(src, canary.url())
+    (tmp_path / "tmp").mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), HOME=str(tmp_path))
+    cmd = [
+        "soffice", f"-env:UserInstallation=file://{tmp_path / 'default-profile'}", "--headless",
+        "--convert-to", "pdf", "--outdir", str(tmp_path / "out"), str(src),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    assert (tmp_path / "out" / "linked.pdf").exists()
+    assert any(r.startswith("GET /canary.png") for r in canary.requests), canary.requests
+    assert office_pids_under(tmp_path) == []
+
+
+# -- 5. bad inputs ------------------------------------------------------------------------------------------------
+
+
+def make_bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    """Empty, random, truncated and encrypted documents, each named .docx like a real upload."""
+    empty = tmp_path / "empty.docx"
+    empty.write_bytes(b"")
+    noise = tmp_path / "random.docx"
+    noise.write_bytes(random.Random(2).randbytes(50 * 1024))
+    truncated = tmp_path / "truncated.docx"
+    truncated.write_bytes(SAMPLE.read_bytes()[: SAMPLE.stat().st_size // 2])
+    encrypted = tmp_path / "encrypted.docx"
+    with SAMPLE.open("rb") as source, encrypted.open("wb") as target:
+        msoffcrypto.OfficeFile(source).encrypt("s3cret", target)
+    return {"empty": empty, "random": noise, "truncated": truncated, "encrypted": encrypted}
+
+
+BAD_INPUT_REASONS = {
+    "empty": Reason.EMPTY,
+    "random": Reason.UNSUPPORTED_TYPE,
+    "truncated": Reason.CORRUPT,
+    "encrypted": Reason.ENCRYPTED,
+}
+
+
+def test_bad_inputs_are_refused_fast_with_distinct_reasons(shared_pool: OfficePool, tmp_path: Path) -> None:
+    reasons = {}
+    for label, src in make_bad_inputs(tmp_path).items():
+        t0 = time.monotonic()
+        with pytest.raises(WorkerError) as caught:
+            convert_file(shared_pool, src, tmp_path / f"{label}.pdf", src.name, tmp_path)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 1, f"{label} took {elapsed:.2f} s to refuse"
+        assert not caught.value.retryable
+        assert not (tmp_path / f"{label}.pdf").exists()
+        reasons[label] = caught.value.reason
+    assert reasons == BAD_INPUT_REASONS
+    assert len(set(reasons.values())) == 4
+
+
+# -- 7. supervision rules -----------------------------------------------------------------------------------------
+
+
+def test_recycles_after_max_conversions_without_failing_a_request(tmp_path: Path, template: Path) -> None:
+    settings = office_settings(tmp_path / "work", template, max_conversions=2, queue_wait_s=30)
+    with running_pool(settings) as pool:
+        (first,) = pool.instances()
+        first_pgid = first.pgid
+        for _ in range(3):
+            convert_sample(pool, tmp_path)
+        assert pool.restarts["max_conversions"] >= 1
+        assert pool.restarts["crash"] == pool.restarts["timeout"] == 0
+        (current,) = pool.instances()
+        assert current.pgid != first_pgid
+        assert first_pgid is not None and group_members(first_pgid) == []
+
+
+def test_recycles_above_rss_ceiling_without_failing_a_request(tmp_path: Path, template: Path) -> None:
+    settings = office_settings(tmp_path / "work", template, max_rss_mb=1, queue_wait_s=30)
+    with running_pool(settings) as pool:
+        convert_sample(pool, tmp_path)
+        convert_sample(pool, tmp_path)  # waits for the first recycle, so the counter is already bumped
+        assert pool.restarts["memory"] >= 1
+        convert_sample(pool, tmp_path)
+        assert pool.restarts["memory"] >= 2
+        assert pool.restarts["crash"] == 0
+
+
+def test_queue_is_bounded_and_the_overflow_fails_at_once(tmp_path: Path, template: Path) -> None:
+    settings = office_settings(tmp_path / "work", template, queue_size=1, queue_wait_s=60)
+    with running_pool(settings) as pool:
+        errors: list[BaseException] = []
+
+        def convert(src: Path) -> None:
+            try:
+                convert_sample(pool, tmp_path, src)
+            except BaseException as exc:
+                errors.append(exc)
+
+        running = threading.Thread(target=convert, args=(SAMPLE_100,))
+        running.start()
+        wait_until(lambda: pool.status()[0].state == State.BUSY, 10, "the long conversion to start")
+        waiting = threading.Thread(target=convert, args=(SAMPLE,))
+        waiting.start()
+        wait_until(lambda: pool.queue_depth == 1, 10, "the second request to queue")
+        assert pool.status()[0].state == State.BUSY
+
+        t0 = time.monotonic()
+        with pytest.raises(WorkerError) as caught:
+            convert_sample(pool, tmp_path)
+        assert caught.value.reason is Reason.QUEUE_FULL
+        assert caught.value.retryable
+        assert time.monotonic() - t0 < 1
+        running.join(60)
+        waiting.join(60)
+        assert errors == []
+
+
+def test_idle_office_that_dies_is_restarted_by_the_monitor(tmp_path: Path, template: Path) -> None:
+    settings = office_settings(tmp_path / "work", template)
+    with running_pool(settings) as pool:
+        assert pool.ready()
+        (inst,) = pool.instances()
+        old_pgid = inst.pgid
+        assert old_pgid is not None
+        inst.kill_office()
+        wait_until(lambda: pool.restarts["exit"] + pool.restarts["unhealthy"] >= 1, 10, "the monitor to notice")
+        wait_until(pool.ready, 30, "the pool to be ready again")
+        assert group_members(old_pgid) == []
+        assert pdf_text(convert_sample(pool, tmp_path))[0] >= 1
+
+
+def test_stop_leaves_no_process_group_members(tmp_path: Path, template: Path) -> None:
+    settings = office_settings(tmp_path / "work", template, pool_size=2)
+    pool = OfficePool(settings)
+    try:
+        pool.start()
+        pgids = [inst.pgid for inst in pool.instances()]
+        assert len(pgids) == 2 and None not in pgids
+        assert len(office_pids_under(settings.work_dir)) == 2
+    finally:
+        pool.stop()
+    assert [group_members(pgid) for pgid in pgids if pgid is not None] == [[], []]
+    assert office_pids_under(settings.work_dir) == []
+    assert not pool.ready()

@@ -1,0 +1,299 @@
+"""run_job(event) -> JobResult: the one orchestration (filter, dedup, download, sniff, convert, upload, record).
+
+It never speaks HTTP; the route maps the result to a status through one table (web.py).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from worker.config import Config
+from worker.conversion import convert_file
+from worker.errors import Reason, WorkerError
+from worker.events import ObjectEvent
+from worker.office import OfficePool
+from worker.storage import ObjectGone, ObjectInfo
+
+FINALIZE = "OBJECT_FINALIZE"
+META_BUCKET = "source-bucket"
+META_OBJECT = "source-object"
+META_GENERATION = "source-generation"
+
+
+class Outcome(StrEnum):
+    CONVERTED = "converted"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    FAILED = "failed"  # permanent: a failure record was written, the message is acked
+    RETRY = "retry"  # transient: the message must be redelivered
+
+
+class Ignore(StrEnum):
+    """Why an event is acked without work (the metric label for outcome=ignored)."""
+
+    EVENT_TYPE = "event_type"
+    SUFFIX = "suffix"
+    OWN_OUTPUT = "own_output"
+    STALE = "stale"
+    BUCKET = "bucket_not_allowed"
+    NOT_STORAGE_EVENT = "not_storage_event"
+
+
+class Store(Protocol):
+    """What the job needs from storage (worker.storage.Store; tests may pass a fake where GCS cannot run)."""
+
+    def download(self, bucket: str, name: str, generation: int, dest: Path, *, max_bytes: int) -> ObjectInfo: ...
+    def get_output(self, bucket: str, name: str) -> ObjectInfo | None: ...
+    def create(
+        self, bucket: str, name: str, src: Path | bytes, *, content_type: str, metadata: dict[str, str]
+    ) -> ObjectInfo | None: ...
+    def replace(
+        self, bucket: str, name: str, src: Path | bytes, *, content_type: str, metadata: dict[str, str],
+        if_generation_match: int,
+    ) -> ObjectInfo | None: ...
+
+
+@dataclass
+class JobResult:
+    """Everything the route, the metrics and the log line need about one delivery."""
+
+    outcome: Outcome
+    reason: str
+    message: str = ""
+    output: str | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+    input_bytes: int = 0
+    output_bytes: int = 0
+    kind: str | None = None
+
+    @property
+    def retry_reason(self) -> Reason | None:
+        return Reason(self.reason) if self.outcome == Outcome.RETRY else None
+
+
+class AttemptCounter:
+    """Counts transient failures per object generation in this process.
+
+    Pub/Sub sends deliveryAttempt only with a dead-letter policy; without it a document that always crashes or hangs
+    the office would be redelivered forever. Bounded LRU, so it cannot grow without limit.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._counts: OrderedDict[tuple[str, str, int], int] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def bump(self, key: tuple[str, str, int]) -> int:
+        with self._lock:
+            n = self._counts.pop(key, 0) + 1
+            self._counts[key] = n
+            while len(self._counts) > self._capacity:
+                self._counts.popitem(last=False)
+            return n
+
+
+def output_names(config: Config, name: str) -> tuple[str, str, str]:
+    """(pdf, pdf on a name collision, failure record) for an input object name; keeps the object's path."""
+    stem, _ = posixpath.splitext(name)
+    prefix = config.output_prefix + "/" if config.output_prefix else ""
+    return prefix + stem + ".pdf", prefix + name + ".pdf", prefix + name + ".error.json"
+
+
+def ignore_reason(config: Config, event: ObjectEvent) -> Ignore | None:
+    """The filter: only finalized office files from allowed buckets, never our own outputs."""
+    if event.event_type != FINALIZE:
+        return Ignore.EVENT_TYPE
+    if config.input_buckets and event.bucket not in config.input_buckets:
+        return Ignore.BUCKET
+    if event.bucket == config.output_bucket:
+        # Input and output may share a bucket: never feed our PDFs or failure records back in.
+        if config.output_prefix and (event.name + "/").startswith(config.output_prefix + "/"):
+            return Ignore.OWN_OUTPUT
+        if event.name.lower().endswith((".pdf", ".error.json")):
+            return Ignore.OWN_OUTPUT
+    if posixpath.splitext(event.name)[1].lower() not in config.input_suffixes:
+        return Ignore.SUFFIX
+    return None
+
+
+class Job:
+    """Holds the collaborators; `run(event)` handles one delivery end to end."""
+
+    def __init__(
+        self,
+        config: Config,
+        pool: OfficePool,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.store = store
+        self.clock = clock
+        self.now = now
+        self.attempts = AttemptCounter()
+        (config.office.work_dir / "jobs").mkdir(parents=True, exist_ok=True)
+
+    def run(self, event: ObjectEvent) -> JobResult:
+        ignored = ignore_reason(self.config, event)
+        if ignored is not None:
+            return JobResult(Outcome.IGNORED, ignored.value, f"{ignored.value}: {event.name}")
+        pdf_name, alt_name, record_name = output_names(self.config, event.name)
+        durations: dict[str, float] = {}
+        try:
+            done = self._already_done(event, pdf_name, alt_name, record_name)
+            if done is not None:
+                return done
+            with tempfile.TemporaryDirectory(prefix="job-", dir=self.config.office.work_dir / "jobs") as tmp:
+                return self._convert_and_store(event, Path(tmp), pdf_name, alt_name, durations)
+        except ObjectGone as exc:
+            return JobResult(Outcome.IGNORED, Ignore.STALE.value, str(exc), durations=durations)
+        except WorkerError as exc:
+            if exc.retryable and not self._give_up(event, exc):
+                return JobResult(Outcome.RETRY, exc.reason.value, exc.message, durations=durations)
+            return self._record_failure(event, record_name, exc, durations)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _already_done(self, event: ObjectEvent, pdf_name: str, alt_name: str, record_name: str) -> JobResult | None:
+        """Skip download and conversion when this exact generation's PDF or failure record is already stored."""
+        record = self.store.get_output(self.config.output_bucket, record_name)
+        if record is not None and _compare(record, event) == "same":
+            return JobResult(Outcome.DUPLICATE, "already_failed", "a failure record for this generation exists",
+                             output=_uri(record))
+        for name in (pdf_name, alt_name):
+            existing = self.store.get_output(self.config.output_bucket, name)
+            if existing is None:
+                continue
+            verdict = _compare(existing, event)
+            if verdict == "same":
+                return JobResult(Outcome.DUPLICATE, "same_generation", "already converted", output=_uri(existing))
+            if verdict == "newer":
+                return JobResult(Outcome.IGNORED, Ignore.STALE.value, "a newer generation is already converted")
+        return None
+
+    def _convert_and_store(
+        self, event: ObjectEvent, tmp: Path, pdf_name: str, alt_name: str, durations: dict[str, float]
+    ) -> JobResult:
+        src, pdf = tmp / "input", tmp / "output.pdf"  # fixed names: an object name never becomes a path
+        t = self.clock()
+        info = self.store.download(
+            event.bucket, event.name, event.generation, src, max_bytes=self.config.max_input_bytes
+        )
+        durations["download"] = self.clock() - t
+        converted = convert_file(self.pool, src, pdf, posixpath.basename(event.name), tmp)
+        durations["queue_wait"] = converted.timing.queue_wait_s
+        durations["convert"] = converted.timing.convert_s
+        t = self.clock()
+        result = self._store_versioned(event, pdf_name, alt_name, pdf, "application/pdf")
+        durations["upload"] = self.clock() - t
+        result.durations = durations
+        result.input_bytes = info.size
+        result.output_bytes = converted.pdf_bytes if result.outcome == Outcome.CONVERTED else 0
+        result.kind = converted.sniffed.kind
+        return result
+
+    def _store_versioned(
+        self, event: ObjectEvent, name: str, alt_name: str | None, src: Path | bytes, content_type: str
+    ) -> JobResult:
+        """Create-only write; on conflict decide by the existing object's source metadata.
+
+        Same source generation -> duplicate. Older generation of the same source -> replace, conditional on the
+        generation we read (an older delivery can never replace a newer PDF). Newer -> stale. Another source that
+        maps to the same name (a.docx and a.xlsx -> a.pdf) -> the first keeps `a.pdf`, the other gets `a.xlsx.pdf`.
+        """
+        bucket = self.config.output_bucket
+        metadata = {
+            META_BUCKET: event.bucket,
+            META_OBJECT: event.name,
+            META_GENERATION: str(event.generation),
+            "converted-at": self.now().isoformat(),
+        }
+        if event.message_id:
+            metadata["source-message-id"] = event.message_id
+        for _ in range(5):  # each lap follows a concurrent writer; five laps means something is fighting us
+            created = self.store.create(bucket, name, src, content_type=content_type, metadata=metadata)
+            if created is not None:
+                return JobResult(Outcome.CONVERTED, "ok", output=_uri(created))
+            existing = self.store.get_output(bucket, name)
+            if existing is None:
+                continue  # deleted between our create and our read: try again
+            verdict = _compare(existing, event)
+            if verdict == "same":
+                return JobResult(Outcome.DUPLICATE, "concurrent", "a concurrent delivery stored it first",
+                                 output=_uri(existing))
+            if verdict == "newer":
+                return JobResult(Outcome.IGNORED, Ignore.STALE.value, "a newer generation was stored meanwhile")
+            if verdict == "older":
+                replaced = self.store.replace(
+                    bucket, name, src, content_type=content_type, metadata=metadata,
+                    if_generation_match=existing.generation,
+                )
+                if replaced is not None:
+                    return JobResult(Outcome.CONVERTED, "overwrite", output=_uri(replaced))
+                continue
+            if alt_name is None:
+                break
+            name, alt_name = alt_name, None  # a name collision: fall back to the full-name form once
+        raise WorkerError(Reason.NAME_COLLISION, f"gs://{bucket}/{name} belongs to another source object")
+
+    def _give_up(self, event: ObjectEvent, exc: WorkerError) -> bool:
+        """A document that keeps hanging or crashing the office is poison: stop retrying after N attempts."""
+        if exc.reason not in (Reason.CONVERSION_TIMEOUT, Reason.OFFICE_CRASHED):
+            return False
+        local = self.attempts.bump((event.bucket, event.name, event.generation))
+        attempts = max(local, event.delivery_attempt or 0)
+        return attempts >= self.config.max_delivery_attempts
+
+    def _record_failure(
+        self, event: ObjectEvent, record_name: str, exc: WorkerError, durations: dict[str, float]
+    ) -> JobResult:
+        """Leave a JSON record where the PDF would have gone, so the user can see why no PDF came."""
+        record = {
+            "source": f"gs://{event.bucket}/{event.name}",
+            "generation": str(event.generation),
+            "reason": exc.reason.value,
+            "message": exc.message,
+            "message_id": event.message_id,
+            "time": self.now().isoformat(),
+        }
+        body = (json.dumps(record, indent=2) + "\n").encode()
+        try:
+            stored = self._store_versioned(event, record_name, None, body, "application/json")
+        except WorkerError as store_exc:
+            if store_exc.retryable:  # could not write the record: do not ack, or the user would never know
+                return JobResult(Outcome.RETRY, store_exc.reason.value, store_exc.message, durations=durations)
+            raise
+        output = stored.output if stored.outcome == Outcome.CONVERTED else None
+        return JobResult(Outcome.FAILED, exc.reason.value, exc.message, output=output, durations=durations)
+
+
+def _compare(existing: ObjectInfo, event: ObjectEvent) -> str:
+    """same | older | newer | other: how an existing output relates to this event's source."""
+    meta = existing.metadata or {}
+    if meta.get(META_BUCKET) != event.bucket or meta.get(META_OBJECT) != event.name:
+        return "other"
+    try:
+        gen = int(meta.get(META_GENERATION, ""))
+    except ValueError:
+        return "other"
+    if gen == event.generation:
+        return "same"
+    return "older" if gen < event.generation else "newer"
+
+
+def _uri(info: ObjectInfo) -> str:
+    return f"gs://{info.bucket}/{info.name}"

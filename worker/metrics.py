@@ -1,0 +1,107 @@
+"""The only user of prometheus_client: job counters and histograms, plus pool gauges read at scrape time.
+
+The registry is passed in (prometheus/client_python's advice), so every test gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from worker import __version__
+
+if TYPE_CHECKING:
+    from worker.job import JobResult
+    from worker.office import OfficePool
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+STAGES = ("download", "queue_wait", "convert", "upload")
+
+
+class Metrics:
+    """Everything the worker exports, prefix `worker_`, base units, closed label sets."""
+
+    def __init__(self, registry: CollectorRegistry, pool: OfficePool | None = None) -> None:
+        self.registry = registry
+        self.jobs = Counter("worker_jobs", "Push deliveries handled, by outcome and reason.",
+                            ["outcome", "reason"], registry=registry)
+        self.requests = Counter("worker_http_requests", "HTTP answers to push requests, by status code.",
+                                ["code"], registry=registry)
+        self.stage = Histogram("worker_stage_duration_seconds", "Time spent in each stage of a job.",
+                               ["stage"], buckets=STAGE_BUCKETS, registry=registry)
+        self.job_duration = Histogram("worker_job_duration_seconds", "Time from push received to answer.",
+                                      buckets=STAGE_BUCKETS, registry=registry)
+        self.lag = Histogram("worker_end_to_end_lag_seconds", "Time from the message's publish time to the PDF stored.",
+                             buckets=LAG_BUCKETS, registry=registry)
+        self.input_bytes = Counter("worker_input_bytes", "Bytes of documents downloaded.", registry=registry)
+        self.output_bytes = Counter("worker_output_bytes", "Bytes of PDFs stored.", registry=registry)
+        self.attempts = Histogram("worker_delivery_attempt", "Pub/Sub deliveryAttempt of each push (DLQ only).",
+                                  buckets=(1, 2, 3, 5, 10, 20, 50, 100), registry=registry)
+        self.draining = Gauge("worker_draining", "1 while the worker drains after SIGTERM.", registry=registry)
+        info = Gauge("worker_build_info", "Build information; always 1.", ["version", "python"], registry=registry)
+        info.labels(__version__, platform.python_version()).set(1)
+        for stage in STAGES:
+            self.stage.labels(stage)
+        if pool is not None:
+            registry.register(PoolCollector(pool))
+
+    def observe(self, result: JobResult, publish_time: datetime | None, now: datetime,
+                delivery_attempt: int | None) -> None:
+        self.jobs.labels(result.outcome.value, result.reason).inc()
+        for stage, seconds in result.durations.items():
+            self.stage.labels(stage).observe(seconds)
+        self.input_bytes.inc(result.input_bytes)
+        self.output_bytes.inc(result.output_bytes)
+        if delivery_attempt:
+            self.attempts.observe(delivery_attempt)
+        if publish_time is not None and result.outcome.value == "converted":
+            self.lag.observe(max(0.0, (now - publish_time).total_seconds()))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class PoolCollector(Collector):
+    """Reads the pool at scrape time, so the office module never imports prometheus_client."""
+
+    def __init__(self, pool: OfficePool) -> None:
+        self.pool = pool
+
+    def collect(self) -> Iterable[Metric]:
+        from worker.office import RestartReason, State
+
+        status = self.pool.status()
+        states = GaugeMetricFamily("worker_office_instances", "Office instances by state.", labels=["state"])
+        for state in State:
+            states.add_metric([state.value], sum(1 for s in status if s.state == state))
+        yield states
+        yield GaugeMetricFamily("worker_office_busy", "Office instances converting now.",
+                                value=sum(1 for s in status if s.state == State.BUSY))
+        yield GaugeMetricFamily("worker_office_queue_depth", "Conversions waiting for a free office.",
+                                value=self.pool.queue_depth)
+        yield GaugeMetricFamily("worker_office_pool_size", "Configured office instances.", value=self.pool.size)
+        rss = GaugeMetricFamily("worker_office_rss_bytes", "Resident memory of each soffice.bin.", labels=["instance"])
+        conv = GaugeMetricFamily("worker_office_instance_conversions", "Conversions since the instance's last start.",
+                                 labels=["instance"])
+        for s in status:
+            rss.add_metric([str(s.index)], s.rss_bytes)
+            conv.add_metric([str(s.index)], s.conversions)
+        yield rss
+        yield conv
+        restarts = CounterMetricFamily("worker_office_restarts", "Office restarts by reason.", labels=["reason"])
+        for reason in RestartReason:
+            restarts.add_metric([reason.value], self.pool.restarts.get(reason.value, 0))
+        yield restarts
+
+
+def serve_metrics(port: int, registry: CollectorRegistry) -> None:
+    """A separate metrics port, so scrapes never go through the public (push) URL."""
+    start_http_server(port, addr="0.0.0.0", registry=registry)

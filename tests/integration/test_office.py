@@ -25,6 +25,7 @@ from tests.integration.conftest_office import (
     CountingServer,
     initialised_template,
     office_pids_under,
+    make_long_docx,
     office_settings,
     pdf_text,
     running_pool,
@@ -38,7 +39,6 @@ from worker.office.pool import State
 pytestmark = pytest.mark.office
 
 SAMPLE = DATA / "sample.docx"
-SAMPLE_100 = DATA / "sample-100pages.docx"
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +89,8 @@ def test_sample_converts_to_pdf_with_its_text(shared_pool: OfficePool, tmp_path:
 
 
 def test_killing_office_mid_conversion_fails_retryably_and_recovers(tmp_path: Path, template: Path) -> None:
+    # sample-100pages.docx converts in ~0.2 s on this machine, so a kill at 0.3 s would land after it; 500 pages ~2 s.
+    long_doc = make_long_docx(tmp_path / "long.docx", 500)
     settings = office_settings(tmp_path / "work", template, queue_wait_s=30)
     with running_pool(settings) as pool:
         (inst,) = pool.instances()
@@ -98,13 +100,14 @@ def test_killing_office_mid_conversion_fails_retryably_and_recovers(tmp_path: Pa
 
         def convert_long() -> None:
             try:
-                convert_sample(pool, tmp_path, SAMPLE_100)
+                convert_sample(pool, tmp_path, long_doc)
                 outcome["ok"] = True
             except WorkerError as exc:
                 outcome["error"] = exc
 
         worker = threading.Thread(target=convert_long)
         worker.start()
+        wait_until(lambda: pool.status()[0].state == State.BUSY, 10, "the long conversion to start")
         time.sleep(0.3)
         assert pool.status()[0].state == State.BUSY, "the 100-page conversion must still be running at the kill"
         inst.kill_office()
@@ -284,6 +287,7 @@ def test_recycles_above_rss_ceiling_without_failing_a_request(tmp_path: Path, te
 
 
 def test_queue_is_bounded_and_the_overflow_fails_at_once(tmp_path: Path, template: Path) -> None:
+    long_doc = make_long_docx(tmp_path / "long.docx", 500)
     settings = office_settings(tmp_path / "work", template, queue_size=1, queue_wait_s=60)
     with running_pool(settings) as pool:
         errors: list[BaseException] = []
@@ -294,7 +298,7 @@ def test_queue_is_bounded_and_the_overflow_fails_at_once(tmp_path: Path, templat
             except BaseException as exc:
                 errors.append(exc)
 
-        running = threading.Thread(target=convert, args=(SAMPLE_100,))
+        running = threading.Thread(target=convert, args=(long_doc,))
         running.start()
         wait_until(lambda: pool.status()[0].state == State.BUSY, 10, "the long conversion to start")
         waiting = threading.Thread(target=convert, args=(SAMPLE,))

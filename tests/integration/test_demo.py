@@ -1,0 +1,27 @@
+"""`make demo` runs `worker demo`: the whole local pipeline must produce a PDF and stop everything it started."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from worker.office.instance import group_members
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_converts_the_sample_and_stops_every_process(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker", "demo", "tests/data/sample.docx", "--once"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert re.search(r"PDF ready: gs://out-bucket/incoming/sample\.pdf \(\d+ bytes, 1 page", out), out
+    assert "curl" in out and "upload/storage/v1/b/in-bucket/o" in out  # tells the user how to upload more
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
+    assert len(pids) >= 3, out  # emulator, fake-gcs, worker
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or group_members(pid) == [], f"pid {pid} survived the demo"

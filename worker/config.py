@@ -75,7 +75,7 @@ class Config:
     max_delivery_attempts: int = 5
     google_cloud_project: str | None = None
     log_format: str = "json"
-    max_body_bytes: int = 1 * 2**20
+    max_body_bytes: int = 16 * 2**20  # above Pub/Sub's largest push (10 MB message, base64)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -100,7 +100,7 @@ class Config:
             max_delivery_attempts=r.get("MAX_DELIVERY_ATTEMPTS", _positive_int, 5),
             google_cloud_project=r.get("GOOGLE_CLOUD_PROJECT", str, "") or None,
             log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
-            max_body_bytes=r.get("MAX_BODY_BYTES", _positive_int, 1 * 2**20),
+            max_body_bytes=r.get("MAX_BODY_BYTES", _positive_int, 16 * 2**20),
         )
         if auth_mode in ("platform", "oidc") and not cfg.push_service_account:
             r.problems.append(f"PUSH_SERVICE_ACCOUNT is required when AUTH_MODE={auth_mode}")

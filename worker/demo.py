@@ -141,6 +141,7 @@ def _start_worker(log_dir: Path, port: int, gcs_url: str) -> emulators.Proc:
     """`python -m worker serve` as the production entry point would run it, pointed at the emulators."""
     env = dict(os.environ)
     env.update(
+        HOST="127.0.0.1",  # the demo runs with AUTH_MODE=off: never reachable from the network
         PORT=str(port),
         OUTPUT_BUCKET=OUT_BUCKET,
         INPUT_BUCKETS=IN_BUCKET,

@@ -5,6 +5,7 @@ It never speaks HTTP; the route maps the result to a status through one table (w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import tempfile
@@ -26,6 +27,7 @@ from worker.office import OfficePool
 from worker.storage import ObjectGone, ObjectInfo
 
 FINALIZE = "OBJECT_FINALIZE"
+MAX_OBJECT_NAME_BYTES = 1024
 META_BUCKET = "source-bucket"
 META_OBJECT = "source-object"
 META_GENERATION = "source-generation"
@@ -107,7 +109,22 @@ def output_names(config: Config, name: str) -> tuple[str, str, str]:
     """(pdf, pdf on a name collision, failure record) for an input object name; keeps the object's path."""
     stem, _ = posixpath.splitext(name)
     prefix = config.output_prefix + "/" if config.output_prefix else ""
-    return prefix + stem + ".pdf", prefix + name + ".pdf", prefix + name + ".error.json"
+    return (
+        fit_object_name(prefix + stem, ".pdf"),
+        fit_object_name(prefix + name, ".pdf"),
+        fit_object_name(prefix + name, ".error.json"),
+    )
+
+
+def fit_object_name(base: str, suffix: str, limit: int = MAX_OBJECT_NAME_BYTES) -> str:
+    """GCS refuses names over 1024 bytes (a 400 that would be redelivered forever): shorten with a stable hash."""
+    name = base + suffix
+    if len(name.encode()) <= limit:
+        return name
+    tag = "~" + hashlib.sha256(base.encode()).hexdigest()[:16]
+    room = limit - len((tag + suffix).encode())
+    head = base.encode()[:room].decode(errors="ignore")
+    return head + tag + suffix
 
 
 def ignore_reason(config: Config, event: ObjectEvent) -> Ignore | None:

@@ -12,27 +12,43 @@ from typing import Any
 
 TRACE_FIELD = "logging.googleapis.com/trace"
 SPAN_FIELD = "logging.googleapis.com/spanId"
-_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d+))?")
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+SAMPLED_FIELD = "logging.googleapis.com/trace_sampled"
+# X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, the span id a decimal uint64.
+_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d+))?(?:;o=(\d+))?")
+# W3C traceparent: version-trace_id-parent_id-flags.
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$")
+_RESERVED = frozenset({"severity", "message", "time"})
 _SEVERITY = {"WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "CRITICAL", "INFO": "INFO", "DEBUG": "DEBUG"}
 
 
-def trace_fields(headers: Mapping[str, str], project: str | None) -> dict[str, str]:
-    """Cloud Logging groups a request's lines by `projects/P/traces/T`, taken from either trace header."""
+def trace_fields(headers: Mapping[str, str], project: str | None) -> dict[str, Any]:
+    """Cloud Logging groups a request's lines by `projects/P/traces/T`, taken from either trace header.
+
+    W3C `traceparent` wins when it is present and valid (contract 5, structured logging); otherwise
+    `X-Cloud-Trace-Context`. The span id is written as Cloud Logging wants it: 16 hex digits.
+    """
     headers = {k.lower(): v for k, v in headers.items()}
-    trace = span = None
-    m = _CLOUD_TRACE.match(headers.get("x-cloud-trace-context", ""))
-    if m:
-        trace, span = m.group(1).lower(), m.group(2)
+    trace: str | None = None
+    span: str | None = None
+    sampled: bool | None = None
+    m = _TRACEPARENT.match(headers.get("traceparent", "").strip().lower())
+    if m and m.group(1) != "ff" and set(m.group(2)) != {"0"} and set(m.group(3)) != {"0"}:
+        trace, span, sampled = m.group(2), m.group(3), bool(int(m.group(4), 16) & 1)
     else:
-        m = _TRACEPARENT.match(headers.get("traceparent", "").strip().lower())
-        if m:
-            trace, span = m.group(1), m.group(2)
+        m = _CLOUD_TRACE.match(headers.get("x-cloud-trace-context", "").strip())
+        if m and set(m.group(1)) != {"0"}:
+            trace = m.group(1).lower()
+            if m.group(2) is not None and 0 < int(m.group(2)) < 2**64:
+                span = f"{int(m.group(2)):016x}"
+            if m.group(3) is not None:
+                sampled = m.group(3) == "1"
     if trace is None:
         return {}
-    out = {TRACE_FIELD: f"projects/{project}/traces/{trace}" if project else trace}
+    out: dict[str, Any] = {TRACE_FIELD: f"projects/{project}/traces/{trace}" if project else trace}
     if span:
         out[SPAN_FIELD] = span
+    if sampled is not None:
+        out[SAMPLED_FIELD] = sampled
     return out
 
 
@@ -48,7 +64,8 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            entry.update(fields)
+            # A job field never overwrites what Cloud Logging reads (severity, message, time).
+            entry.update({k: v for k, v in fields.items() if k not in _RESERVED})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
@@ -62,7 +79,10 @@ class TextFormatter(logging.Formatter):
         tail = ""
         if isinstance(fields, dict):
             tail = " " + " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, "", {}))
-        return f"{record.levelname.lower():7} {record.getMessage()}{tail}"
+        text = f"{record.levelname.lower():7} {record.getMessage()}{tail}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 def setup(log_format: str) -> None:

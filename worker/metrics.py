@@ -88,9 +88,11 @@ class PoolCollector(Collector):
         yield GaugeMetricFamily("worker_office_queue_depth", "Conversions waiting for a free office.",
                                 value=self.pool.queue_depth)
         yield GaugeMetricFamily("worker_office_pool_size", "Configured office instances.", value=self.pool.size)
-        rss = GaugeMetricFamily("worker_office_rss_bytes", "Resident memory of each soffice.bin.", labels=["instance"])
+        # The label is `office` (the slot index), not `instance`: Prometheus and the Cloud Run sidecar own that name
+        # for the scrape target and would rename ours to `exported_instance`.
+        rss = GaugeMetricFamily("worker_office_rss_bytes", "Resident memory of each soffice.bin.", labels=["office"])
         conv = GaugeMetricFamily("worker_office_instance_conversions", "Conversions since the instance's last start.",
-                                 labels=["instance"])
+                                 labels=["office"])
         for s in status:
             rss.add_metric([str(s.index)], s.rss_bytes)
             conv.add_metric([str(s.index)], s.conversions)
@@ -102,6 +104,6 @@ class PoolCollector(Collector):
         yield restarts
 
 
-def serve_metrics(port: int, registry: CollectorRegistry) -> None:
-    """A separate metrics port, so scrapes never go through the public (push) URL."""
-    start_http_server(port, addr="0.0.0.0", registry=registry)
+def serve_metrics(port: int, registry: CollectorRegistry, host: str = "0.0.0.0") -> None:
+    """A separate metrics port, so scrapes never go through the public (push) URL; same interface as the app."""
+    start_http_server(port, addr=host, registry=registry)

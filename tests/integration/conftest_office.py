@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import shutil
 import threading
 from collections.abc import Iterator
@@ -13,10 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import msoffcrypto
 from pypdf import PdfReader
 
 from tests.hostile_docs import paragraph, write_docx
 from worker.config import OfficeSettings
+from worker.errors import Reason
 from worker.office import OfficePool
 from worker.office.pool import INIT_MARKER, init_profile
 
@@ -89,12 +92,63 @@ def tmp_leftovers() -> set[str]:
     return set(glob.glob("/tmp/lu*.tmp")) | set(glob.glob("/tmp/OSL_PIPE_*"))
 
 
+def make_bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    """Empty, random, truncated and encrypted documents, each named .docx like a real upload."""
+    empty = tmp_path / "empty.docx"
+    empty.write_bytes(b"")
+    noise = tmp_path / "random.docx"
+    noise.write_bytes(random.Random(2).randbytes(50 * 1024))
+    truncated = tmp_path / "truncated.docx"
+    whole = (DATA / "sample.docx").read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])
+    encrypted = tmp_path / "encrypted.docx"
+    with (DATA / "sample.docx").open("rb") as source, encrypted.open("wb") as target:
+        msoffcrypto.OfficeFile(source).encrypt("s3cret", target)
+    return {"empty": empty, "random": noise, "truncated": truncated, "encrypted": encrypted}
+
+
+BAD_INPUT_REASONS = {
+    "empty": Reason.EMPTY,
+    "random": Reason.UNSUPPORTED_TYPE,
+    "truncated": Reason.CORRUPT,
+    "encrypted": Reason.ENCRYPTED,
+}
+
+
 def make_long_docx(path: Path, pages: int) -> Path:
     """A .docx of `pages` full pages: 500 take ~2 s warm, while sample-100pages.docx takes only ~0.2 s here."""
     text = "docworker long document " * 40
     page_break = '<w:p><w:r><w:br w:type="page"/></w:r></w:p>'
     write_docx(path, "".join(paragraph(f"page {i} {text}") + page_break for i in range(pages)))
     return path
+
+
+def stale_tmp_leftovers(before: set[str]) -> list[str]:
+    """New /tmp droppings that no live process still binds or holds open (other pools may share this machine)."""
+    live: set[str] = set()
+    try:
+        with open("/proc/net/unix") as f:
+            live.update(line.split()[7] for line in f.read().splitlines()[1:] if len(line.split()) >= 8)
+    except OSError:
+        pass
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                live.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+    return sorted(p for p in tmp_leftovers() - before if p not in live)
+
+
+def pdf_pages(path: Path) -> int:
+    """Page count only: extracting text from a 300-page PDF costs pypdf longer than LibreOffice took to write it."""
+    return len(PdfReader(path).pages)
 
 
 def pdf_text(path: Path) -> tuple[int, str]:
@@ -121,9 +175,9 @@ class CountingServer:
                 if self.command != "HEAD":
                     self.wfile.write(PNG_1X1)
 
-            do_GET = do_HEAD = do_OPTIONS = do_POST = do_PROPFIND = _answer  # noqa: N815
+            do_GET = do_HEAD = do_OPTIONS = do_POST = do_PROPFIND = _answer
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

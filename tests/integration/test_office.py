@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import msoffcrypto
 import pytest
 
 from tests.hostile_docs import (
@@ -20,12 +19,14 @@ from tests.hostile_docs import (
     make_many_links_docx,
 )
 from tests.integration.conftest_office import (
+    BAD_INPUT_REASONS,
     DATA,
     SAMPLE_EXTS,
     CountingServer,
     initialised_template,
-    office_pids_under,
+    make_bad_inputs,
     make_long_docx,
+    office_pids_under,
     office_settings,
     pdf_text,
     running_pool,
@@ -219,28 +220,6 @@ def test_control_cold_soffice_with_default_profile_does_fetch_the_linked_image(
 
 
 # -- 5. bad inputs ------------------------------------------------------------------------------------------------
-
-
-def make_bad_inputs(tmp_path: Path) -> dict[str, Path]:
-    """Empty, random, truncated and encrypted documents, each named .docx like a real upload."""
-    empty = tmp_path / "empty.docx"
-    empty.write_bytes(b"")
-    noise = tmp_path / "random.docx"
-    noise.write_bytes(random.Random(2).randbytes(50 * 1024))
-    truncated = tmp_path / "truncated.docx"
-    truncated.write_bytes(SAMPLE.read_bytes()[: SAMPLE.stat().st_size // 2])
-    encrypted = tmp_path / "encrypted.docx"
-    with SAMPLE.open("rb") as source, encrypted.open("wb") as target:
-        msoffcrypto.OfficeFile(source).encrypt("s3cret", target)
-    return {"empty": empty, "random": noise, "truncated": truncated, "encrypted": encrypted}
-
-
-BAD_INPUT_REASONS = {
-    "empty": Reason.EMPTY,
-    "random": Reason.UNSUPPORTED_TYPE,
-    "truncated": Reason.CORRUPT,
-    "encrypted": Reason.ENCRYPTED,
-}
 
 
 def test_bad_inputs_are_refused_fast_with_distinct_reasons(shared_pool: OfficePool, tmp_path: Path) -> None:

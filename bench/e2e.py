@@ -1,0 +1,285 @@
+"""End-to-end latency of one push, side by side with the bare warm conversion and the tutorial's cold path.
+
+    .venv/bin/python bench/e2e.py [--rounds 15] [--docs 1,10,100] [--json out.json]
+
+Per document, each round runs the three measurements back to back (interleaved, so machine noise hits all three):
+
+  e2e   POST a wrapped push envelope to a running `worker serve` (pool of 1, fake-gcs-server on loopback) and time
+        request start -> 204. The worker answers 204 only after the PDF is stored, so this is push received ->
+        PDF durable: parse, idempotency check, download, sniff, convert, create-only upload.
+  warm  the bare warm conversion of the same file in this process: a started OfficePool (pool of 1) and
+        worker.conversion.convert_file, no storage, no HTTP.
+  cold  the tutorial's way (peers.md section 4): download from GCS, `soffice --headless --convert-to pdf` as a new
+        process, upload the PDF. Its profile is initialised once before the run (the tutorial's
+        ~/.config/libreoffice persists between requests too), so this is its best case. `cold-cli` is the
+        conversion process alone.
+
+Every process started here (fake-gcs-server, the worker and its offices, the bench pool, each soffice) is stopped by
+its own PID/process group before exit. Servers listen on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from worker import emulators  # noqa: E402
+from worker.config import OfficeSettings  # noqa: E402
+from worker.conversion import convert_file  # noqa: E402
+from worker.office import OfficePool  # noqa: E402
+from worker.storage import Store, emulator_client  # noqa: E402
+
+DOCS = {"1": REPO / "tests/data/sample.docx", "10": REPO / "tests/data/sample-10pages.docx",
+        "100": REPO / "tests/data/sample-100pages.docx"}
+IN_BUCKET, OUT_BUCKET = "bench-in", "bench-out"
+WARMUP_ROUNDS = 2
+TARGET_VS_WARM = 1.2
+TARGET_VS_COLD = 8.0
+
+
+def soffice_binary() -> str:
+    for candidate in (shutil.which("soffice"), shutil.which("libreoffice"), "/usr/lib/libreoffice/program/soffice"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise SystemExit("bench: soffice not found")
+
+
+class Bench:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.gcs: emulators.Proc | None = None
+        self.worker: emulators.Proc | None = None
+        self.pool: OfficePool | None = None
+        self.store: Store | None = None
+        self.soffice = soffice_binary()
+        self.cold_profile = work / "cold-profile"
+        self.seq = 0
+
+    # -- setup / teardown ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        logs = self.work / "logs"
+        self.gcs = emulators.start_fake_gcs(logs)
+        for bucket in (IN_BUCKET, OUT_BUCKET):
+            emulators.create_bucket(self.gcs.url, bucket)
+        self.store = Store(emulator_client(self.gcs.url), timeout_s=30, retry_deadline_s=60)
+        port = emulators.free_port()
+        env = dict(os.environ)
+        env.pop("PUBSUB_EMULATOR_HOST", None)
+        env.update(HOST="127.0.0.1", PORT=str(port), OUTPUT_BUCKET=OUT_BUCKET, INPUT_BUCKETS=IN_BUCKET,
+                   AUTH_MODE="off", STORAGE_EMULATOR_HOST=self.gcs.url, WORK_DIR=str(self.work / "worker"),
+                   POOL_SIZE="1", LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+        self.worker = emulators.spawn("worker", [sys.executable, "-m", "worker", "serve"], logs,
+                                      f"http://127.0.0.1:{port}", env)
+        self.pool = OfficePool(OfficeSettings(work_dir=self.work / "bare", pool_size=1))
+        self.pool.start()
+        deadline = time.monotonic() + 120
+        while requests_status(f"{self.worker.url}/ready") != 200:
+            if self.worker.popen.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"bench: worker not ready; see {self.worker.log_path}")
+            time.sleep(0.1)
+        # Initialise the cold path's profile once, like a tutorial instance that already served a request.
+        self._soffice(DOCS["1"], self.work / "cold-init")
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            emulators.stop(self.worker, grace_s=20.0)
+        if self.pool is not None:
+            self.pool.stop()
+        if self.gcs is not None:
+            emulators.stop(self.gcs)
+
+    # -- the three measurements ------------------------------------------------------------------------------------
+
+    def e2e(self, doc: Path) -> tuple[float, dict[str, float]]:
+        assert self.store is not None and self.worker is not None and self.gcs is not None
+        self.seq += 1
+        name = f"bench/{self.seq:04d}-{doc.name}"
+        info = self.store.create(IN_BUCKET, name, doc, content_type="application/octet-stream", metadata={})
+        assert info is not None
+        item = requests.get(f"{self.gcs.url}/storage/v1/b/{IN_BUCKET}/o/{quote(name, safe='')}", timeout=10).json()
+        body = json.dumps(envelope(item, str(self.seq))).encode()
+        t0 = time.perf_counter()
+        resp = requests.post(f"{self.worker.url}/", data=body, headers={"Content-Type": "application/json"},
+                             timeout=600)
+        elapsed = time.perf_counter() - t0
+        if resp.status_code != 204:
+            raise SystemExit(f"bench: push answered {resp.status_code}; see {self.worker.log_path}")
+        return elapsed, self._worker_durations(name)
+
+    def warm(self, doc: Path) -> float:
+        assert self.pool is not None
+        with tempfile.TemporaryDirectory(dir=self.work) as tmp:
+            t0 = time.perf_counter()
+            convert_file(self.pool, doc, Path(tmp) / "out.pdf", doc.name, Path(tmp))
+            return time.perf_counter() - t0
+
+    def cold(self, doc: Path) -> tuple[float, float]:
+        """(download + soffice + upload, soffice alone), like the tutorial's request handler."""
+        assert self.store is not None
+        self.seq += 1
+        name = f"cold/{self.seq:04d}-{doc.name}"
+        info = self.store.create(IN_BUCKET, name, doc, content_type="application/octet-stream", metadata={})
+        assert info is not None
+        with tempfile.TemporaryDirectory(dir=self.work) as tmp:
+            src = Path(tmp) / doc.name
+            t0 = time.perf_counter()
+            self.store.download(IN_BUCKET, name, info.generation, src, max_bytes=1 << 30)
+            t1 = time.perf_counter()
+            pdf = self._soffice(src, Path(tmp))
+            t2 = time.perf_counter()
+            self.store.create(OUT_BUCKET, name[: -len(doc.suffix)] + ".pdf", pdf, content_type="application/pdf",
+                              metadata={})
+            t3 = time.perf_counter()
+        return t3 - t0, t2 - t1
+
+    def _soffice(self, src: Path, outdir: Path) -> Path:
+        cmd = [self.soffice, f"-env:UserInstallation={self.cold_profile.as_uri()}", "--headless", "--norestore",
+               "--convert-to", "pdf", "--outdir", str(outdir), str(src)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # nothing of it may outlive the request
+            proc.wait()
+        pdf = outdir / (src.stem + ".pdf")
+        if proc.returncode != 0 or not pdf.exists():
+            raise SystemExit(f"bench: cold soffice failed ({proc.returncode}) on {src}")
+        return pdf
+
+    def _worker_durations(self, name: str) -> dict[str, float]:
+        assert self.worker is not None
+        for line in reversed(self.worker.log_path.read_text(errors="replace").splitlines()):
+            if name in line and '"status"' in line:
+                entry = json.loads(line)
+                durations: dict[str, float] = entry.get("durations") or {}
+                return {**durations, "total": float(entry.get("total_s", 0.0))}
+        return {}
+
+
+def requests_status(url: str) -> int:
+    try:
+        return requests.get(url, timeout=2).status_code
+    except requests.RequestException:
+        return 0
+
+
+def envelope(item: dict[str, Any], message_id: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    publish = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return {
+        "subscription": "projects/bench/subscriptions/push",
+        "message": {
+            "attributes": {"bucketId": item["bucket"], "objectId": item["name"],
+                           "objectGeneration": str(item["generation"]), "eventType": "OBJECT_FINALIZE",
+                           "payloadFormat": "JSON_API_V1"},
+            "data": base64.b64encode(json.dumps(item).encode()).decode(),
+            "messageId": message_id, "publishTime": publish,
+        },
+    }
+
+
+def measure(bench: Bench, doc: Path, rounds: int) -> dict[str, Any]:
+    """Warm-up, then `rounds` interleaved rounds of e2e / warm / cold; medians and ratios."""
+    samples: dict[str, list[float]] = {"e2e": [], "warm": [], "cold": [], "cold-cli": []}
+    stages: list[dict[str, float]] = []
+
+    def do_e2e() -> None:
+        t, d = bench.e2e(doc)
+        samples["e2e"].append(t)
+        stages.append(d)
+
+    def do_warm() -> None:
+        samples["warm"].append(bench.warm(doc))
+
+    def do_cold() -> None:
+        total, cli = bench.cold(doc)
+        samples["cold"].append(total)
+        samples["cold-cli"].append(cli)
+
+    steps: list[Callable[[], None]] = [do_e2e, do_warm, do_cold]
+    for _ in range(WARMUP_ROUNDS):  # first conversions of a kind are slower on every path
+        bench.e2e(doc)
+        bench.warm(doc)
+    for i in range(rounds):
+        for step in steps[i % 3:] + steps[: i % 3]:  # rotate: no method always runs right after another
+            step()
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    stage_med = {k: statistics.median(s[k] for s in stages if k in s) for k in stages[0]} if stages else {}
+    return {"rounds": rounds, "median_s": med, "samples_s": samples, "worker_stage_median_s": stage_med,
+            "e2e_vs_warm": med["e2e"] / med["warm"], "cold_vs_e2e": med["cold"] / med["e2e"],
+            "cold_cli_vs_e2e": med["cold-cli"] / med["e2e"]}
+
+
+def run(rounds_by_doc: dict[str, int], out_json: Path | None) -> int:
+    work = Path(tempfile.mkdtemp(prefix="docworker-bench-"))
+    bench = Bench(work)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        t_start = time.monotonic()
+        bench.start()
+        print(f"bench: started in {time.monotonic() - t_start:.1f} s (work dir {work})", file=sys.stderr)
+        for pages, rounds in rounds_by_doc.items():
+            results[pages] = measure(bench, DOCS[pages], rounds)
+            print(f"bench: {pages}-page done", file=sys.stderr)
+    finally:
+        bench.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(results)
+    if out_json is not None:
+        out_json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    print(f"| doc | rounds | e2e push->stored | bare warm | cold CLI | cold + GCS I/O | e2e / warm "
+          f"(target <= {TARGET_VS_WARM}) | cold+I/O / e2e (target >= {TARGET_VS_COLD:g}) | cold CLI / e2e |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for pages, r in results.items():
+        m = r["median_s"]
+        print(f"| {pages}-page docx | {r['rounds']} | {m['e2e'] * 1000:.0f} ms | {m['warm'] * 1000:.0f} ms "
+              f"| {m['cold-cli'] * 1000:.0f} ms | {m['cold'] * 1000:.0f} ms | {r['e2e_vs_warm']:.2f}x "
+              f"| {r['cold_vs_e2e']:.1f}x | {r['cold_cli_vs_e2e']:.1f}x |")
+    print()
+    print("Worker-side stage medians (from its JSON log):")
+    for pages, r in results.items():
+        stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in r["worker_stage_median_s"].items())
+        print(f"- {pages}-page: {stages}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=15, help="measured rounds for the 1-page document")
+    parser.add_argument("--docs", default="1,10,100", help="which documents: 1,10,100 (pages)")
+    parser.add_argument("--json", type=Path, help="also write every sample here")
+    args = parser.parse_args()
+    chosen = [d.strip() for d in args.docs.split(",") if d.strip()]
+    # Longer documents get fewer rounds: the cold path alone costs seconds each.
+    rounds = {d: max(3, args.rounds // {"1": 1, "10": 2, "100": 3}[d]) for d in chosen}
+    return run(rounds, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""`worker convert` as a user runs it: a PDF and exit 0, or exit 2 and one line naming why, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest_office import (
+    BAD_INPUT_REASONS,
+    DATA,
+    REPO,
+    initialised_template,
+    make_bad_inputs,
+    office_pids_under,
+    pdf_text,
+)
+
+pytestmark = pytest.mark.office
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Same session-wide initialised profile as test_office uses (built once per process)."""
+    return initialised_template(tmp_path_factory.getbasetemp() / "office-template")
+
+
+def run_cli(args: list[str], work_dir: Path, template: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, WORK_DIR=str(work_dir), OFFICE_PROFILE_TEMPLATE=str(template), POOL_SIZE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "convert", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_convert_writes_a_pdf_and_exits_0(tmp_path: Path, template: Path) -> None:
+    out = tmp_path / "out.pdf"
+    result = run_cli([str(DATA / "sample.docx"), "-o", str(out)], tmp_path / "work", template)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    pages, text = pdf_text(out)
+    assert pages >= 1 and "docworker sample docx" in text
+    assert office_pids_under(tmp_path / "work") == []
+    assert not list((tmp_path / "work").glob("job-*"))
+
+
+@pytest.mark.parametrize("label", sorted(BAD_INPUT_REASONS))
+def test_bad_input_exits_2_with_one_line_naming_the_reason(tmp_path: Path, template: Path, label: str) -> None:
+    src = make_bad_inputs(tmp_path)[label]
+    out = tmp_path / "out.pdf"
+    t0 = time.monotonic()
+    result = run_cli([str(src), "-o", str(out)], tmp_path / "work", template)
+    elapsed = time.monotonic() - t0
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f": {BAD_INPUT_REASONS[label].value}: " in lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not out.exists()
+    assert elapsed < 1, f"refusing {label} took {elapsed:.2f} s (whole process)"
+
+
+def test_bad_input_reasons_are_distinct_on_the_command_line(tmp_path: Path, template: Path) -> None:
+    reasons = set()
+    for src in make_bad_inputs(tmp_path).values():
+        result = run_cli([str(src)], tmp_path / "work", template)
+        assert result.returncode == 2
+        reasons.add(result.stderr.split(": ")[2])
+    assert reasons == {reason.value for reason in BAD_INPUT_REASONS.values()}

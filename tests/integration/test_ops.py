@@ -1,0 +1,518 @@
+"""Operations, end to end: a real `worker serve` against fake-gcs-server, pushed to by hand (AUTH_MODE=off).
+
+Metrics (values, `promtool check metrics`, a real Prometheus scraping them), /health and /ready telling the truth
+while offices are busy, restarting and draining, one JSON log line per job with the trace of the request, and a
+graceful SIGTERM. Every process started here is stopped by its own PID.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from google.cloud import storage
+from prometheus_client.parser import text_string_to_metric_families
+
+from worker import emulators
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
+PROJECT = "ops-project"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLOUD_TRACE_ID = "105445aa7843bc8bf206b12000100000"
+READY_TIMEOUT_S = 90.0
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    proc: emulators.Proc
+    url: str
+    work_dir: Path
+    in_bucket: str
+    out_bucket: str
+    grace_s: float
+    metrics_url: str | None = None
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> Path:
+        return self.proc.log_path
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every stdout line of the worker; all of them must be JSON objects (one per line)."""
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            if line.strip():
+                out.append(json.loads(line))
+        return out
+
+
+def start_worker(tmp_path: Path, gcs_url: str, in_bucket: str, out_bucket: str, **env: str) -> Worker:
+    """`python -m worker serve` as production runs it (JSON logs on a pipe), then wait for /ready."""
+    port = emulators.free_port()
+    work_dir = tmp_path / f"work-{uuid.uuid4().hex[:8]}"
+    full_env = dict(os.environ)
+    for name in ("LOG_FORMAT", "METRICS_PORT", "PUBSUB_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"):
+        full_env.pop(name, None)
+    full_env.update(
+        PORT=str(port),
+        OUTPUT_BUCKET=out_bucket,
+        INPUT_BUCKETS=in_bucket,
+        AUTH_MODE="off",
+        STORAGE_EMULATOR_HOST=gcs_url,
+        WORK_DIR=str(work_dir),
+        PYTHONUNBUFFERED="1",
+        POOL_SIZE="1",
+        HOST="127.0.0.1",
+    )
+    full_env.update(env)
+    proc = emulators.spawn("worker", [sys.executable, "-m", "worker", "serve"], tmp_path,
+                           f"http://127.0.0.1:{port}", full_env)
+    metrics_port = full_env.get("METRICS_PORT")
+    worker = Worker(proc=proc, url=proc.url, work_dir=work_dir, in_bucket=in_bucket, out_bucket=out_bucket,
+                    grace_s=float(full_env.get("SHUTDOWN_GRACE_S", "8")),
+                    metrics_url=f"http://127.0.0.1:{metrics_port}" if metrics_port else None)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.popen.returncode}:\n{proc.log_path.read_text()}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{worker.url}/ready", timeout=2).status_code == 200:
+                return worker
+        time.sleep(0.1)
+    stop_worker(worker)
+    raise AssertionError(f"worker not ready after {READY_TIMEOUT_S:.0f} s:\n{proc.log_path.read_text()}")
+
+
+def stop_worker(worker: Worker) -> None:
+    emulators.stop(worker.proc, grace_s=15.0)
+    # Belt and braces: an office left behind by a failed test must not outlive it (only ours, by PID).
+    for pid in office_pids(worker.work_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path, fake_gcs: emulators.Proc) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def make(**env: str) -> Worker:
+        in_bucket, out_bucket = new_bucket(fake_gcs.url), new_bucket(fake_gcs.url)
+        worker = start_worker(tmp_path, fake_gcs.url, in_bucket, out_bucket, **env)
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        stop_worker(worker)
+
+
+def new_bucket(gcs_url: str) -> str:
+    name = f"ops-{uuid.uuid4().hex[:12]}"
+    emulators.create_bucket(gcs_url, name)
+    return name
+
+
+def upload(client: storage.Client, bucket: str, name: str, data: bytes) -> dict[str, Any]:
+    """Upload and return the object resource GCS would put in the notification's data."""
+    blob = client.bucket(bucket).blob(name)
+    blob.upload_from_string(data)
+    blob.reload()
+    return {"kind": "storage#object", "bucket": bucket, "name": name, "generation": str(blob.generation),
+            "size": str(blob.size), "contentType": blob.content_type or "application/octet-stream"}
+
+
+def envelope(item: dict[str, Any], message_id: str, *, delivery_attempt: int | None = None,
+             publish_time: datetime | None = None, event_type: str = "OBJECT_FINALIZE") -> dict[str, Any]:
+    """A wrapped push body shaped like shared/fixtures/pubsub-push-gcs-finalize.json."""
+    now = publish_time or datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    body: dict[str, Any] = {
+        "subscription": f"projects/{PROJECT}/subscriptions/convert-push",
+        "message": {
+            "attributes": {
+                "bucketId": item["bucket"], "objectId": item["name"], "objectGeneration": item["generation"],
+                "eventType": event_type, "eventTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "payloadFormat": "JSON_API_V1",
+            },
+            "data": base64.b64encode(json.dumps(item).encode()).decode(),
+            "messageId": message_id, "message_id": message_id,
+            "publishTime": stamp, "publish_time": stamp,
+        },
+    }
+    if delivery_attempt is not None:
+        body["deliveryAttempt"] = delivery_attempt
+    return body
+
+
+def push(worker: Worker, body: dict[str, Any], headers: dict[str, str] | None = None,
+         timeout: float = 120) -> requests.Response:
+    return requests.post(f"{worker.url}/", json=body, headers=headers or {}, timeout=timeout)
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> tuple[str, Samples]:
+    resp = requests.get(f"{url}/metrics", timeout=5)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Content-Type"].startswith("text/plain"), resp.headers
+    samples: Samples = {}
+    for family in text_string_to_metric_families(resp.text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return resp.text, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"no sample {name}{labels}; have {sorted(k for k in samples if k[0] == name)}"
+    return samples[key]
+
+
+def office_pids(work_dir: Path, *, only_office: bool = False) -> list[int]:
+    """Processes whose command line mentions this worker's WORK_DIR (its launchers and soffice.bin)."""
+    needle = str(work_dir).encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if needle not in cmdline or stat.rsplit(")", 1)[1].split()[0] == "Z":
+            continue
+        if only_office and b"soffice.bin" not in cmdline.split(b"\0", 1)[0]:
+            continue
+        pids.append(int(entry))
+    return pids
+
+
+def ready_body(worker: Worker) -> tuple[int, dict[str, Any]]:
+    resp = requests.get(f"{worker.url}/ready", timeout=2)
+    return resp.status_code, resp.json()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.02) -> float:
+    """Poll until true; return how long it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return time.monotonic() - t0
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# -- one worker, three deliveries: a conversion, a failure, an ignored event -------------------------
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory: pytest.TempPathFactory, fake_gcs: emulators.Proc,
+             gcs_client: storage.Client) -> Iterator[Worker]:
+    tmp = tmp_path_factory.mktemp("ops-observed")
+    in_bucket, out_bucket = new_bucket(fake_gcs.url), new_bucket(fake_gcs.url)
+    worker = start_worker(tmp, fake_gcs.url, in_bucket, out_bucket,
+                          METRICS_PORT=str(emulators.free_port()), GOOGLE_CLOUD_PROJECT=PROJECT)
+    try:
+        good = upload(gcs_client, in_bucket, "reports/q1.docx", (DATA / "sample.docx").read_bytes())
+        bad = upload(gcs_client, in_bucket, "reports/broken.docx", b"PK\x03\x04 this is not a zip at all")
+        other = upload(gcs_client, in_bucket, "reports/photo.png", b"\x89PNG\r\n\x1a\n")
+        published = datetime.now(UTC)
+        r_good = push(worker, envelope(good, "1001", delivery_attempt=1, publish_time=published),
+                      headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"})
+        r_bad = push(worker, envelope(bad, "1002", delivery_attempt=3),
+                     headers={"X-Cloud-Trace-Context": f"{CLOUD_TRACE_ID}/1;o=1"})
+        r_other = push(worker, envelope(other, "1003", delivery_attempt=1))
+        worker.pushed = {"good": good, "bad": bad, "other": other,
+                         "status": (r_good.status_code, r_bad.status_code, r_other.status_code)}
+        yield worker
+    finally:
+        stop_worker(worker)
+
+
+def test_metrics_after_a_conversion_a_failure_and_an_ignored_event(observed: Worker, gcs_client: storage.Client):
+    assert observed.pushed["status"] == (204, 204, 204), observed.log_path.read_text()
+    body, m = scrape(observed.url)
+
+    # jobs by outcome and reason: exactly the three deliveries
+    jobs = {dict(k[1])["outcome"] + "/" + dict(k[1])["reason"]: v for k, v in m.items()
+            if k[0] == "worker_jobs_total"}
+    assert jobs.get("converted/ok") == 1, jobs
+    assert jobs.get("ignored/suffix") == 1, jobs
+    failed = [key for key in jobs if key.startswith("failed/")]
+    assert len(failed) == 1 and jobs[failed[0]] == 1, jobs
+    assert failed[0] in ("failed/corrupt", "failed/unsupported_type"), jobs
+    assert sum(jobs.values()) == 3, jobs
+    assert value(m, "worker_http_requests_total", code="204") == 3
+
+    # stage histograms: the conversion went through every stage; the failure stopped after the download
+    for stage in ("queue_wait", "convert", "upload"):
+        assert value(m, "worker_stage_duration_seconds_count", stage=stage) == 1, stage
+        assert value(m, "worker_stage_duration_seconds_bucket", stage=stage, le="+Inf") == 1, stage
+    assert value(m, "worker_stage_duration_seconds_count", stage="download") == 2
+    convert_s = value(m, "worker_stage_duration_seconds_sum", stage="convert")
+    assert 0 < convert_s < 30
+    assert value(m, "worker_job_duration_seconds_count") == 3
+
+    # end-to-end lag from publish time: one conversion, and it took more than the conversion itself
+    assert value(m, "worker_end_to_end_lag_seconds_count") == 1
+    lag = value(m, "worker_end_to_end_lag_seconds_sum")
+    assert convert_s <= lag < 60
+
+    # bytes: input of the conversion, output = the stored PDF's size
+    pdf = gcs_client.bucket(observed.out_bucket).get_blob("reports/q1.pdf")
+    assert pdf is not None and pdf.size
+    assert value(m, "worker_output_bytes_total") == pdf.size
+    assert value(m, "worker_input_bytes_total") >= int(observed.pushed["good"]["size"])
+
+    # delivery attempts 1, 3, 1
+    assert value(m, "worker_delivery_attempt_count") == 3
+    assert value(m, "worker_delivery_attempt_sum") == 5
+    assert value(m, "worker_delivery_attempt_bucket", le="1.0") == 2
+
+    # the pool, read at scrape time
+    assert value(m, "worker_office_pool_size") == 1
+    assert value(m, "worker_office_instances", state="idle") == 1
+    assert value(m, "worker_office_instances", state="busy") == 0
+    assert value(m, "worker_office_busy") == 0
+    assert value(m, "worker_office_queue_depth") == 0
+    assert value(m, "worker_office_rss_bytes", office="0") > 10 * 2**20
+    for reason in ("exit", "timeout", "max_conversions", "memory", "crash"):
+        assert value(m, "worker_office_restarts_total", reason=reason) == 0
+    build = [k for k in m if k[0] == "worker_build_info"]
+    assert len(build) == 1 and m[build[0]] == 1 and dict(build[0][1])["version"]
+    assert value(m, "worker_draining") == 0
+
+    # every name has the prefix; promtool finds nothing to complain about
+    names = {k[0] for k in m}
+    assert all(n.startswith("worker_") for n in names), sorted(n for n in names if not n.startswith("worker_"))
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not installed (make system installs the Debian package prometheus)"
+    check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), (check, body)
+
+
+def test_the_metrics_port_serves_the_same_registry(observed: Worker):
+    assert observed.metrics_url is not None
+    _, main = scrape(observed.url)
+    _, side = scrape(observed.metrics_url)
+    for key in (("worker_jobs_total", frozenset({("outcome", "converted"), ("reason", "ok")})),
+                ("worker_office_pool_size", frozenset())):
+        assert side[key] == main[key]
+
+
+def test_a_real_prometheus_scrapes_the_worker(observed: Worker, tmp_path: Path):
+    prometheus = shutil.which("prometheus")
+    assert prometheus, "prometheus not installed (make system installs the Debian package prometheus)"
+    assert observed.metrics_url is not None
+    target = observed.metrics_url.split("://", 1)[1]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: docworker\n    scrape_interval: 1s\n    scrape_timeout: 1s\n"
+        f"    static_configs:\n      - targets: ['{target}']\n"
+    )
+    port = emulators.free_port()
+    api = f"http://127.0.0.1:{port}/api/v1"
+    log_path = tmp_path / "prometheus.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        result: list[dict[str, Any]] = []
+
+        def converted_seen() -> bool:
+            nonlocal result
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                resp = requests.get(f"{api}/query", params={"query": 'worker_jobs_total{outcome="converted"}'},
+                                    timeout=2)
+            except requests.RequestException:
+                return False
+            if resp.status_code != 200:
+                return False
+            result = resp.json()["data"]["result"]
+            return bool(result)
+
+        wait_for(converted_seen, 30, f"Prometheus to scrape {target}; log:\n{log_path.read_text()}", every=0.25)
+        assert len(result) == 1, result
+        assert result[0]["metric"]["job"] == "docworker"
+        assert result[0]["metric"]["instance"] == target
+        assert result[0]["metric"]["reason"] == "ok"
+        assert float(result[0]["value"][1]) == 1.0
+        # per-office series keep their own label: no clash with the target's `instance` (no exported_instance)
+        rss = requests.get(f"{api}/query", params={"query": "worker_office_rss_bytes"}, timeout=2).json()
+        series = rss["data"]["result"]
+        assert [r["metric"].get("office") for r in series] == ["0"], series
+        assert all("exported_instance" not in r["metric"] and float(r["value"][1]) > 0 for r in series), series
+        targets = requests.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
+        assert [t["health"] for t in targets] == ["up"], targets
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_job_log_line_is_json_with_the_job_fields_and_the_trace(observed: Worker):
+    lines = observed.log_lines()  # json.loads on every line: nothing but JSON objects on stdout
+    assert all({"severity", "message"} <= set(line) for line in lines), lines
+    by_id = {line.get("message_id"): line for line in lines if line.get("message_id")}
+
+    good = by_id["1001"]
+    assert good["severity"] == "INFO"
+    assert good["logging.googleapis.com/trace"] == f"projects/{PROJECT}/traces/{TRACE_ID}"
+    assert good["logging.googleapis.com/spanId"] == "00f067aa0ba902b7"
+    assert good["logging.googleapis.com/trace_sampled"] is True
+    assert good["bucket"] == observed.in_bucket
+    assert good["object"] == "reports/q1.docx"
+    assert good["generation"] == observed.pushed["good"]["generation"]
+    assert good["delivery_attempt"] == 1
+    assert good["outcome"] == "converted" and good["reason"] == "ok"
+    assert set(good["durations"]) == {"download", "queue_wait", "convert", "upload"}
+    assert all(isinstance(v, float | int) and v >= 0 for v in good["durations"].values())
+    assert good["status"] == 204
+    assert "reports/q1.docx" in good["message"]
+
+    bad = by_id["1002"]
+    assert bad["severity"] == "ERROR"
+    assert bad["logging.googleapis.com/trace"] == f"projects/{PROJECT}/traces/{CLOUD_TRACE_ID}"
+    assert bad["logging.googleapis.com/spanId"] == f"{1:016x}"
+    assert bad["outcome"] == "failed" and bad["reason"] in ("corrupt", "unsupported_type")
+    assert bad["delivery_attempt"] == 3 and bad["generation"] == observed.pushed["bad"]["generation"]
+    assert "download" in bad["durations"]
+
+    other = by_id["1003"]
+    assert other["outcome"] == "ignored" and other["reason"] == "suffix"
+    assert "logging.googleapis.com/trace" not in other  # no trace header, no trace field
+    for line in (good, bad, other):
+        for key in ("bucket", "object", "generation", "message_id", "delivery_attempt", "outcome", "reason",
+                    "durations"):
+            assert key in line, (key, line)
+
+
+# -- health and readiness under load, restarts and drain --------------------------------------------
+
+
+def test_health_is_fast_while_every_office_is_busy_and_ready_follows_restarts(
+    worker_factory: Callable[..., Worker], gcs_client: storage.Client
+):
+    worker = worker_factory(POOL_SIZE="2")
+    doc = (DATA / "sample-100pages.docx").read_bytes()
+    # 4 pushes: 2 converting + 2 waiting never reach the default queue limit (2 x POOL_SIZE), so none gets a 429
+    items = [upload(gcs_client, worker.in_bucket, f"long/{i}.docx", doc) for i in range(4)]
+    # /ready is true as soon as one office answers; wait for both, or the first one would take all the work
+    wait_for(lambda: [i["state"] for i in ready_body(worker)[1]["instances"]] == ["idle", "idle"], 60,
+             "both offices idle", every=0.1)
+
+    latencies: list[float] = []
+    busy_samples = 0
+    with ThreadPoolExecutor(max_workers=len(items)) as executor:
+        futures = [executor.submit(push, worker, envelope(item, f"busy-{i}")) for i, item in enumerate(items)]
+        # wait until both offices are converting, then sample /health until the conversions are done
+        wait_for(lambda: sum(i["state"] == "busy" for i in ready_body(worker)[1]["instances"]) == 2, 30,
+                 "both offices busy")
+        while not all(f.done() for f in futures):
+            t = time.monotonic()
+            resp = requests.get(f"{worker.url}/health", timeout=5)
+            latencies.append(time.monotonic() - t)
+            assert resp.status_code == 200
+            status, body = ready_body(worker)
+            if sum(i["state"] == "busy" for i in body["instances"]) == 2:
+                busy_samples += 1
+                assert status == 200 and body["ready"] is True  # busy offices are serving, not unready
+            time.sleep(0.01)
+        statuses = [f.result().status_code for f in futures]
+    assert statuses == [204] * len(items), worker.log_path.read_text()
+    assert busy_samples >= 10 and len(latencies) >= 20, (busy_samples, len(latencies))
+    worst = max(latencies)
+    print(f"/health: {len(latencies)} samples, {busy_samples} with every office busy, max {worst * 1000:.1f} ms")
+    assert worst < 0.100, f"/health max {worst * 1000:.1f} ms over {len(latencies)} samples"
+
+    # every office killed -> /ready false with per-instance state, /health still fine; back to true after restart
+    offices = office_pids(worker.work_dir, only_office=True)
+    assert len(offices) == 2, offices
+    for pid in offices:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: ready_body(worker)[0] == 503, 10, "/ready to go false")
+    status, body = ready_body(worker)
+    assert status == 503 and body["ready"] is False and body["draining"] is False
+    assert len(body["instances"]) == 2
+    assert {i["state"] for i in body["instances"]} <= {"restarting", "starting"}, body
+    assert requests.get(f"{worker.url}/health", timeout=1).status_code == 200
+    wait_for(lambda: ready_body(worker)[0] == 200, 60, "/ready to come back", every=0.1)
+    _, m = scrape(worker.url)
+    assert value(m, "worker_office_restarts_total", reason="exit") == 2
+    assert sorted(office_pids(worker.work_dir, only_office=True)) != sorted(offices)
+
+
+def test_sigterm_finishes_the_job_in_flight_refuses_new_pushes_and_stops_every_office(
+    worker_factory: Callable[..., Worker], gcs_client: storage.Client
+):
+    worker = worker_factory(POOL_SIZE="1", SHUTDOWN_GRACE_S="8")
+    doc = (DATA / "sample-100pages.docx").read_bytes()
+    long_item = upload(gcs_client, worker.in_bucket, "drain/long.docx", doc)
+    late_item = upload(gcs_client, worker.in_bucket, "drain/late.docx", (DATA / "sample.docx").read_bytes())
+    assert office_pids(worker.work_dir, only_office=True)
+
+    answers: dict[str, requests.Response] = {}
+    in_flight = threading.Thread(target=lambda: answers.update(long=push(worker, envelope(long_item, "long"))))
+    in_flight.start()
+    wait_for(lambda: ready_body(worker)[1]["instances"][0]["state"] == "busy", 30, "the office to be busy")
+
+    signalled = time.monotonic()
+    os.kill(worker.proc.pid, signal.SIGTERM)
+    wait_for(lambda: ready_body(worker)[0] == 503, 2, "/ready to go false on SIGTERM")
+    status, body = ready_body(worker)
+    assert status == 503 and body["draining"] is True and body["ready"] is False
+    late = push(worker, envelope(late_item, "late"), timeout=10)
+    assert late.status_code == 503
+    assert requests.get(f"{worker.url}/health", timeout=1).status_code == 200  # alive while draining
+
+    in_flight.join(30)
+    assert answers["long"].status_code == 204, worker.log_path.read_text()  # the job in flight was acked
+    assert worker.proc.popen.wait(timeout=worker.grace_s + 5) == 0
+    exited_after = time.monotonic() - signalled
+    print(f"exited {exited_after:.2f} s after SIGTERM (grace {worker.grace_s:g} s)")
+    assert exited_after < worker.grace_s, f"exited {exited_after:.2f} s after SIGTERM"
+    assert gcs_client.bucket(worker.out_bucket).get_blob("drain/long.pdf") is not None
+    assert gcs_client.bucket(worker.out_bucket).get_blob("drain/late.pdf") is None
+    assert office_pids(worker.work_dir) == [], "an office process outlived the worker"
+
+    lines = worker.log_lines()
+    messages = [line["message"] for line in lines]
+    assert "stopped" in messages
+    draining = next(line for line in lines if line["message"] == "draining")
+    assert draining["in_flight"] == 1 and draining["grace_s"] == 8  # the signal came during the conversion
+    long_line = next(line for line in lines if line.get("message_id") == "long")
+    assert long_line["outcome"] == "converted" and long_line["status"] == 204
+    refused = [line for line in lines if line.get("status") == 503]
+    assert refused and refused[0]["severity"] == "WARNING"

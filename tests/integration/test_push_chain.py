@@ -1,0 +1,484 @@
+"""The whole chain, nothing mocked: fake-gcs-server -> Pub/Sub emulator push -> `worker serve` -> LibreOffice -> GCS.
+
+One worker subprocess (pool of 2) serves the whole module, so the office starts once. A second, dedicated worker
+with a tiny conversion timeout proves that a document that always times out ends as a failure record.
+Every process started here is stopped by its PID (SIGTERM, then SIGKILL) and no soffice.bin of ours may survive.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+from google.cloud import storage
+
+from tests.integration.conftest_office import CORPUS, DATA, office_pids_under, pdf_text
+from worker import emulators
+from worker.storage import ObjectInfo, Store, emulator_client
+
+pytestmark = [pytest.mark.emulators, pytest.mark.office]
+
+PROJECT = "chain-project"
+IN_BUCKET = "chain-in"  # notifies the worker (prefix incoming/)
+DIRECT_BUCKET = "chain-direct"  # no notifications: the tests POST envelopes for it by hand
+OUT_BUCKET = "chain-out"
+PREFIX = "incoming/"
+ACKED = {102, 200, 201, 202, 204}
+READY_TIMEOUT_S = 120.0
+RESULT_TIMEOUT_S = 120.0
+
+
+# -- the worker subprocess and its log ------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    proc: emulators.Proc
+    work_dir: Path
+    gcs_url: str
+    store: Store
+    client: storage.Client
+
+    @property
+    def url(self) -> str:
+        return self.proc.url
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every JSON line the worker wrote so far (LOG_FORMAT=json, one object per line)."""
+        out = []
+        for line in self.proc.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return out
+
+    def deliveries(self, name: str, bucket: str | None = None) -> list[dict[str, Any]]:
+        """The push answers (one log line with `status` per request) about one object."""
+        return [
+            e for e in self.log_lines()
+            if e.get("logger") == "worker.push" and "status" in e and e.get("object") == name
+            and (bucket is None or e.get("bucket") == bucket)
+        ]
+
+    def office_pids(self) -> list[int]:
+        return office_pids_under(self.work_dir)
+
+
+def start_worker(log_dir: Path, work_dir: Path, gcs_url: str, **extra: str) -> Worker:
+    """`python -m worker serve` on 127.0.0.1, like worker/demo.py starts it, and wait for /ready."""
+    port = emulators.free_port()
+    env = dict(os.environ)
+    env.pop("PUBSUB_EMULATOR_HOST", None)
+    env.update(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        OUTPUT_BUCKET=OUT_BUCKET,
+        INPUT_BUCKETS=f"{IN_BUCKET},{DIRECT_BUCKET}",
+        AUTH_MODE="off",
+        STORAGE_EMULATOR_HOST=gcs_url,
+        WORK_DIR=str(work_dir),
+        POOL_SIZE="2",
+        MAX_DELIVERY_ATTEMPTS="3",
+        LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    proc = emulators.spawn("worker", [sys.executable, "-m", "worker", "serve"], log_dir,
+                           f"http://127.0.0.1:{port}", env)
+    worker = Worker(proc, work_dir, gcs_url, Store(emulator_client(gcs_url), timeout_s=20, retry_deadline_s=30),
+                    emulator_client(gcs_url))
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if proc.popen.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.popen.returncode}; see {proc.log_path}")
+        try:
+            if requests.get(f"{worker.url}/ready", timeout=2).status_code == 200:
+                return worker
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            stop_worker(worker)
+            raise AssertionError(f"worker not ready after {READY_TIMEOUT_S:.0f} s; see {proc.log_path}")
+        time.sleep(0.1)
+
+
+def stop_worker(worker: Worker) -> None:
+    """SIGTERM (drain), SIGKILL after the grace; then nothing of ours may be left: no worker, no soffice.bin."""
+    emulators.stop(worker.proc, grace_s=20.0)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(worker.proc.pid, 0)
+    deadline = time.monotonic() + 5
+    while worker.office_pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    leftovers = worker.office_pids()
+    for pid in leftovers:  # never leave them running, but still fail the run
+        os.kill(pid, signal.SIGKILL)
+    assert leftovers == [], f"soffice.bin survived the worker: {leftovers}"
+
+
+def start_chain(
+    pubsub: emulators.Proc, log_dir: Path, work_dir: Path, **worker_env: str
+) -> tuple[Worker, emulators.Proc]:
+    """Topic + push subscription -> worker, fake-gcs publishing finalize events of IN_BUCKET/incoming/."""
+    topic, sub = f"finalize-{uuid.uuid4().hex[:8]}", f"push-{uuid.uuid4().hex[:8]}"
+    gcs = emulators.start_fake_gcs(log_dir, pubsub_host=pubsub.host, project=PROJECT, topic=topic,
+                                   event_bucket=IN_BUCKET, event_prefix=PREFIX)
+    try:
+        for name in (IN_BUCKET, DIRECT_BUCKET, OUT_BUCKET):
+            emulators.create_bucket(gcs.url, name)
+        worker = start_worker(log_dir, work_dir, gcs.url, **worker_env)
+    except BaseException:
+        emulators.stop(gcs)
+        raise
+    # Events for a topic without a subscription are dropped, but nothing is uploaded before this point.
+    emulators.create_topic_and_push_subscription(pubsub.host, PROJECT, topic, sub, f"{worker.url}/",
+                                                 ack_deadline_s=600)
+    return worker, gcs
+
+
+@pytest.fixture(scope="module")
+def pubsub(request: pytest.FixtureRequest) -> emulators.Proc:
+    """The session's emulator, but a missing jar or java FAILS here: this module must not be skipped quietly."""
+    emulators.pubsub_jar()
+    proc: emulators.Proc = request.getfixturevalue("pubsub_emulator")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def chain(pubsub: emulators.Proc, emulator_log_dir: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    base = tmp_path_factory.mktemp("chain")
+    worker, gcs = start_chain(pubsub, emulator_log_dir, base / "work")
+    try:
+        yield worker
+    finally:
+        try:
+            stop_worker(worker)
+        finally:
+            emulators.stop(gcs)
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+
+
+def upload(worker: Worker, bucket: str, name: str, src: Path | bytes, *, overwrite: bool = False) -> ObjectInfo:
+    """Create-only upload (or a plain overwrite, which makes a new generation of the same object)."""
+    if overwrite:
+        blob = worker.client.bucket(bucket).blob(name)
+        if isinstance(src, Path):
+            blob.upload_from_filename(str(src))
+        else:
+            blob.upload_from_string(src)
+        info = worker.store.get_output(bucket, name)
+        assert info is not None
+        return info
+    info = worker.store.create(bucket, name, src, content_type="application/octet-stream", metadata={})
+    assert info is not None, f"gs://{bucket}/{name} already existed"
+    return info
+
+
+def wait_for(
+    what: str, probe: Callable[[], Any], timeout_s: float = RESULT_TIMEOUT_S, worker: Worker | None = None,
+    interval_s: float = 0.1,
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if worker is not None and worker.proc.popen.poll() is not None:
+            raise AssertionError(f"worker exited while waiting for {what}; see {worker.proc.log_path}")
+        if time.monotonic() > deadline:
+            where = f"; worker log {worker.proc.log_path}" if worker else ""
+            raise AssertionError(f"no {what} after {timeout_s:.0f} s{where}")
+        time.sleep(interval_s)
+
+
+def wait_output(worker: Worker, name: str, timeout_s: float = RESULT_TIMEOUT_S) -> ObjectInfo:
+    info: ObjectInfo = wait_for(f"gs://{OUT_BUCKET}/{name}", lambda: worker.store.get_output(OUT_BUCKET, name),
+                                timeout_s, worker)
+    return info
+
+
+def fetch(worker: Worker, name: str, dest: Path) -> Path:
+    info = worker.store.get_output(OUT_BUCKET, name)
+    assert info is not None, name
+    worker.store.download(OUT_BUCKET, name, info.generation, dest, max_bytes=1 << 30)
+    return dest
+
+
+def envelope(worker: Worker, bucket: str, name: str, generation: int, message_id: str) -> dict[str, Any]:
+    """The wrapped push Google's emulator sends for a GCS notification (JSON_API_V1), for one generation."""
+    resp = requests.get(f"{worker.gcs_url}/storage/v1/b/{bucket}/o/{quote(name, safe='')}",
+                        params={"generation": str(generation)}, timeout=10)
+    resp.raise_for_status()
+    item = resp.json()
+    now = datetime.now(UTC)
+    publish = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return {
+        "subscription": f"projects/{PROJECT}/subscriptions/by-hand",
+        "message": {
+            "attributes": {
+                "bucketId": bucket, "objectId": name, "objectGeneration": str(generation),
+                "eventType": "OBJECT_FINALIZE", "eventTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "payloadFormat": "JSON_API_V1",
+            },
+            "data": base64.b64encode(json.dumps(item).encode()).decode(),
+            "messageId": message_id, "message_id": message_id,
+            "publishTime": publish, "publish_time": publish,
+        },
+    }
+
+
+def post(worker: Worker, body: dict[str, Any]) -> int:
+    return requests.post(f"{worker.url}/", json=body, timeout=300).status_code
+
+
+def final_answers(worker: Worker, name: str, bucket: str = IN_BUCKET) -> list[dict[str, Any]]:
+    """The deliveries for an object once it was acked (2xx) by the worker."""
+    lines: list[dict[str, Any]] = wait_for(
+        f"an acked delivery of {name}",
+        lambda: (lines := worker.deliveries(name, bucket)) and lines[-1]["status"] in ACKED and lines,
+        worker=worker,
+    )
+    return lines
+
+
+# -- 1. the full chain -------------------------------------------------------------------------------------------
+
+
+def test_upload_becomes_pdf_through_pubsub_push(chain: Worker, tmp_path: Path) -> None:
+    uploaded = upload(chain, IN_BUCKET, "incoming/sample.docx", DATA / "sample.docx")
+    pdf = wait_output(chain, "incoming/sample.pdf")
+
+    assert pdf.content_type == "application/pdf"
+    assert pdf.metadata["source-generation"] == str(uploaded.generation)
+    assert pdf.metadata["source-bucket"] == IN_BUCKET
+    assert pdf.metadata["source-object"] == "incoming/sample.docx"
+    pages, text = pdf_text(fetch(chain, "incoming/sample.pdf", tmp_path / "out.pdf"))
+    assert pages == 1
+    assert "docworker sample docx" in text
+    [line] = final_answers(chain, "incoming/sample.docx")
+    assert (line["status"], line["outcome"], line["generation"]) == (204, "converted", str(uploaded.generation))
+    assert line["message_id"]  # the emulator's message id made it through
+    assert pdf.metadata["source-message-id"] == line["message_id"]
+
+
+# -- 2. redelivery, duplicates, overwrite, stale -------------------------------------------------------------------
+
+
+def test_same_message_three_times_makes_one_pdf(chain: Worker, tmp_path: Path) -> None:
+    name = "dup/report.docx"
+    first = upload(chain, DIRECT_BUCKET, name, DATA / "sample.docx")
+    body = envelope(chain, DIRECT_BUCKET, name, first.generation, "dup-1")
+
+    with ThreadPoolExecutor(2) as ex:  # two deliveries racing each other
+        statuses = list(ex.map(lambda _: post(chain, body), range(2)))
+    pdf = chain.store.get_output(OUT_BUCKET, "dup/report.pdf")
+    assert pdf is not None
+    statuses.append(post(chain, body))  # and a late redelivery
+    assert statuses == [204, 204, 204]
+    again = chain.store.get_output(OUT_BUCKET, "dup/report.pdf")
+    assert again is not None and again.generation == pdf.generation  # written once, never rewritten
+    outcomes = Counter(line["outcome"] for line in chain.deliveries(name, DIRECT_BUCKET))
+    assert outcomes == {"converted": 1, "duplicate": 2}
+    assert pdf.metadata["source-generation"] == str(first.generation)
+
+    # An overwrite is a new generation: a new conversion replaces the PDF.
+    second = upload(chain, DIRECT_BUCKET, name, DATA / "sample-10pages.docx", overwrite=True)
+    assert second.generation != first.generation
+    assert post(chain, envelope(chain, DIRECT_BUCKET, name, second.generation, "dup-2")) == 204
+    newer = chain.store.get_output(OUT_BUCKET, "dup/report.pdf")
+    assert newer is not None and newer.generation != pdf.generation
+    assert newer.metadata["source-generation"] == str(second.generation)
+    assert pdf_text(fetch(chain, "dup/report.pdf", tmp_path / "newer.pdf"))[0] == 10
+    last = chain.deliveries(name, DIRECT_BUCKET)[-1]
+    assert (last["outcome"], last["reason"]) == ("converted", "overwrite")
+
+    # A late delivery of the old generation is acked and changes nothing.
+    assert post(chain, body) == 204
+    stale = chain.deliveries(name, DIRECT_BUCKET)[-1]
+    assert (stale["status"], stale["outcome"], stale["reason"]) == (204, "ignored", "stale")
+    after = chain.store.get_output(OUT_BUCKET, "dup/report.pdf")
+    assert after is not None and after.generation == newer.generation
+    assert after.metadata["source-generation"] == str(second.generation)
+    metrics = requests.get(f"{chain.url}/metrics", timeout=5).text
+    assert 'worker_jobs_total{outcome="duplicate",reason="concurrent"}' in metrics \
+        or 'worker_jobs_total{outcome="duplicate",reason="same_generation"}' in metrics
+
+
+# -- 3. a burst through the full chain ------------------------------------------------------------------------------
+
+
+def test_twenty_uploads_at_once_all_become_pdfs_once(chain: Worker) -> None:
+    names = [f"incoming/burst/doc-{i:02d}.docx" for i in range(20)]
+    sample = (DATA / "sample.docx").read_bytes()
+    with ThreadPoolExecutor(20) as ex:
+        uploaded = dict(zip(names, ex.map(lambda n: upload(chain, IN_BUCKET, n, sample), names), strict=True))
+
+    for name in names:
+        pdf = wait_output(chain, name[: -len(".docx")] + ".pdf")
+        assert pdf.metadata["source-generation"] == str(uploaded[name].generation)
+    for name in names:
+        lines = final_answers(chain, name)
+        outcomes = Counter(line["outcome"] for line in lines)
+        assert outcomes["converted"] == 1, (name, lines)  # created once
+        assert outcomes["duplicate"] == 0, (name, lines)
+        statuses = {line["status"] for line in lines}
+        assert statuses <= {204, 429, 503}, (name, statuses)  # no 5xx except backpressure by design
+        assert all(line["reason"] in ("ok", "queue_full", "office_unavailable") for line in lines), lines
+
+
+# -- 4. hostile documents, an office crash, a document that always times out ----------------------------------------
+
+
+def test_encrypted_and_corrupt_documents_end_as_failure_records_delivered_once(chain: Worker, tmp_path: Path) -> None:
+    encrypted = CORPUS / "oletools" / "encrypted.docx"  # MANIFEST: password-encrypted; encrypted OOXML in CFB
+    # The corpus' "corrupt" files (python-pptx/missing_rels_item.pptx, xlrd/corrupted_error.xls) still convert:
+    # LibreOffice repairs them. A corpus docx cut in half is corrupt beyond repair (its zip directory is gone).
+    corrupt = (CORPUS / "Open-XML-SDK" / "5Errors.docx").read_bytes()[:6000]
+    cases: dict[str, tuple[Path | bytes, str]] = {"incoming/hostile/encrypted.docx": (encrypted, "encrypted"),
+             "incoming/hostile/truncated.docx": (corrupt, "corrupt")}
+    uploaded = {name: upload(chain, IN_BUCKET, name, src) for name, (src, _) in cases.items()}
+
+    for name, (_, reason) in cases.items():
+        record_name = name + ".error.json"
+        wait_output(chain, record_name)
+        record = json.loads(fetch(chain, record_name, tmp_path / "r.json").read_text())
+        [line] = final_answers(chain, name)
+        assert record["reason"] == reason
+        assert record["generation"] == str(uploaded[name].generation)
+        assert record["message_id"] == line["message_id"] and record["message_id"]
+        assert record["source"] == f"gs://{IN_BUCKET}/{name}"
+        assert (line["status"], line["outcome"], line["reason"]) == (204, "failed", reason)
+        assert chain.store.get_output(OUT_BUCKET, name[: -len(".docx")] + ".pdf") is None
+    time.sleep(3)  # the emulator redelivers a nack after about 1 s: give it three chances to show a loop
+    for name in cases:
+        assert len(chain.deliveries(name, IN_BUCKET)) == 1, chain.deliveries(name, IN_BUCKET)
+
+
+def test_office_killed_mid_conversion_answers_503_and_redelivery_succeeds(chain: Worker, tmp_path: Path) -> None:
+    name = "incoming/crash/hundred.docx"
+    upload(chain, IN_BUCKET, name, DATA / "sample-100pages.docx")
+
+    def busy() -> bool:
+        try:
+            ready = requests.get(f"{chain.url}/ready", timeout=2).json()
+        except (requests.RequestException, ValueError):
+            return False
+        return any(inst["state"] == "busy" for inst in ready["instances"])
+
+    wait_for("a busy office", busy, 60, chain, interval_s=0.01)
+    killed = chain.office_pids()
+    assert killed, "no soffice.bin under the worker's WORK_DIR"
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+
+    pdf = wait_output(chain, "incoming/crash/hundred.pdf")
+    assert pdf_text(fetch(chain, pdf.name, tmp_path / "h.pdf"))[0] == 100
+    lines = final_answers(chain, name)
+    assert (lines[0]["status"], lines[0]["reason"]) == (503, "office_crashed"), lines
+    assert (lines[-1]["status"], lines[-1]["outcome"]) == (204, "converted")
+    assert Counter(line["outcome"] for line in lines)["converted"] == 1
+    assert not set(killed) & set(chain.office_pids())  # replaced by new processes
+
+
+def test_document_that_always_times_out_ends_as_failure_record(
+    pubsub: emulators.Proc, emulator_log_dir: Path, tmp_path: Path
+) -> None:
+    """A dedicated worker whose timeout no 100-page document can meet: MAX_DELIVERY_ATTEMPTS, then a record."""
+    worker, gcs = start_chain(pubsub, emulator_log_dir, tmp_path / "work", POOL_SIZE="1",
+                              CONVERSION_TIMEOUT_S="0.3", QUEUE_WAIT_S="60", MAX_DELIVERY_ATTEMPTS="2")
+    try:
+        name = "incoming/slow/hundred.docx"
+        uploaded = upload(worker, IN_BUCKET, name, DATA / "sample-100pages.docx")
+        wait_output(worker, name + ".error.json")
+        record = json.loads(fetch(worker, name + ".error.json", tmp_path / "r.json").read_text())
+        assert record["reason"] == "conversion_timeout"
+        assert record["generation"] == str(uploaded.generation)
+        time.sleep(3)  # would-be redeliveries after the record
+        lines = worker.deliveries(name, IN_BUCKET)
+        timeouts = [line for line in lines if line["reason"] == "conversion_timeout"]
+        assert [line["status"] for line in timeouts] == [503, 204], lines  # attempt 1 retried, attempt 2 final
+        assert lines[-1]["status"] == 204 and lines[-1]["outcome"] == "failed"
+        assert all(line["status"] in (204, 503) for line in lines)
+        assert worker.store.get_output(OUT_BUCKET, "incoming/slow/hundred.pdf") is None
+    finally:
+        try:
+            stop_worker(worker)
+        finally:
+            emulators.stop(gcs)
+
+
+# -- 6. hostile object names ------------------------------------------------------------------------------------------
+
+
+def _files_under(root: Path, skip: Path | None = None) -> set[str]:
+    found: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
+        if skip is not None and Path(dirpath).is_relative_to(skip):
+            dirnames[:] = []
+            continue
+        found.update(os.path.join(dirpath, f) for f in filenames + dirnames)
+    return found
+
+
+def test_odd_object_names_land_beside_their_source(chain: Worker, tmp_path: Path) -> None:
+    stuffing = "x" * (900 - len("incoming/names/long-.docx"))
+    names = {
+        "incoming/names/with space & plus+.docx": "incoming/names/with space & plus+.pdf",
+        "incoming/names/ünïcødé-文档 ✓.docx": "incoming/names/ünïcødé-文档 ✓.pdf",
+        "incoming/names/../../dotdot-escape.docx": "incoming/names/../../dotdot-escape.pdf",
+        f"incoming/names/long-{stuffing}.docx": f"incoming/names/long-{stuffing}.pdf",
+        "incoming/names/SHOUTING.DOCX": "incoming/names/SHOUTING.pdf",
+    }
+    assert len(next(n for n in names if "long-" in n).encode()) == 900
+    direct = {"../../../tmp/dotdot-direct.docx": "../../../tmp/dotdot-direct.pdf",
+              "/abs/dotdot-absolute.docx": "/abs/dotdot-absolute.pdf"}
+    markers = ("dotdot-", "ünïcødé", "with space", "SHOUTING", "xxxxxxxxxxxxxxxx")
+    around = chain.work_dir.parent
+    before_around = _files_under(around, skip=chain.work_dir / "office")
+    before_tmp = set(os.listdir("/tmp"))
+
+    for name in names:
+        upload(chain, IN_BUCKET, name, DATA / "sample.docx")
+    for i, name in enumerate(direct):
+        info = upload(chain, DIRECT_BUCKET, name, DATA / "sample.docx")
+        assert post(chain, envelope(chain, DIRECT_BUCKET, name, info.generation, f"names-{i}")) == 204
+
+    for src, pdf_name in {**names, **direct}.items():
+        pdf = wait_output(chain, pdf_name)
+        assert pdf.metadata["source-object"] == src
+        assert "docworker sample docx" in pdf_text(fetch(chain, pdf_name, tmp_path / "n.pdf"))[1]
+    for name in names:
+        assert [line["status"] for line in final_answers(chain, name)] == [204]
+
+    # Nothing named like an object appeared anywhere: the job uses fixed names in its own temp dir.
+    new_around = _files_under(around, skip=chain.work_dir / "office") - before_around
+    assert new_around == set(), new_around
+    assert list((chain.work_dir / "jobs").iterdir()) == []  # every job's temp dir was removed
+    new_tmp = set(os.listdir("/tmp")) - before_tmp
+    assert not [n for n in new_tmp if any(m in n for m in markers)], new_tmp
+    for root in ("/tmp", "/abs", str(Path(chain.work_dir).anchor)):
+        if os.path.isdir(root):
+            assert not [n for n in os.listdir(root) if any(m in n for m in markers)], root
+    office_files = _files_under(chain.work_dir / "office")
+    assert not [f for f in office_files if any(m in f for m in markers)]

@@ -1,0 +1,181 @@
+"""The acknowledgement table of docs/architecture.md, locked down: every Outcome and every Reason -> one HTTP status.
+
+Pub/Sub push treats only 102, 200, 201, 202 and 204 as an ack; anything else is redelivered. A new Outcome or
+Reason must be added to the tables below, or these tests fail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from worker.auth import AuthSettings, PushAuthenticator
+from worker.config import Config, OfficeSettings
+from worker.errors import RETRYABLE, Reason, WorkerError
+from worker.events import ObjectEvent
+from worker.job import Ignore, JobResult, Outcome
+from worker.metrics import Metrics
+from worker.web import ACK, create_app, status_for, status_for_error
+
+PUBSUB_ACK_CODES = frozenset({102, 200, 201, 202, 204})
+ENVELOPES = Path(__file__).resolve().parents[1] / "data" / "envelopes"
+
+# Outcomes the worker is finished with: acked, whatever the reason label says.
+ACKING_OUTCOMES = {Outcome.CONVERTED, Outcome.DUPLICATE, Outcome.IGNORED, Outcome.FAILED}
+REASONS_BY_OUTCOME = {
+    Outcome.CONVERTED: ["ok", "overwrite"],
+    Outcome.DUPLICATE: ["same_generation", "concurrent", "already_failed"],
+    Outcome.IGNORED: [i.value for i in Ignore],
+    Outcome.FAILED: [r.value for r in Reason],  # any reason can end as a failure record (e.g. after N attempts)
+}
+
+# Reason -> the status of a RETRY result (job) carrying it; None = never a RETRY reason.
+RETRY_STATUS: dict[Reason, int | None] = {
+    Reason.QUEUE_FULL: 429,
+    Reason.OFFICE_CRASHED: 503,
+    Reason.OFFICE_UNAVAILABLE: 503,
+    Reason.STORAGE_UNAVAILABLE: 503,
+    Reason.AUTH_UNAVAILABLE: 503,
+    Reason.SHUTTING_DOWN: 503,
+    Reason.CONVERSION_TIMEOUT: 503,
+}
+
+# Reason -> the status when the request itself fails with it (auth, parsing).
+ERROR_STATUS: dict[Reason, int] = {
+    Reason.BAD_REQUEST: 400,
+    Reason.UNAUTHENTICATED: 401,
+    Reason.FORBIDDEN: 403,
+    Reason.QUEUE_FULL: 429,
+    Reason.OFFICE_CRASHED: 503,
+    Reason.OFFICE_UNAVAILABLE: 503,
+    Reason.STORAGE_UNAVAILABLE: 503,
+    Reason.AUTH_UNAVAILABLE: 503,
+    Reason.SHUTTING_DOWN: 503,
+    Reason.CONVERSION_TIMEOUT: 503,
+    # Permanent reasons never come out of auth or parsing; if one did, the request is not trusted: 400, no ack.
+    Reason.EMPTY: 400,
+    Reason.UNSUPPORTED_TYPE: 400,
+    Reason.ENCRYPTED: 400,
+    Reason.CORRUPT: 400,
+    Reason.ZIP_BOMB: 400,
+    Reason.HOSTILE: 400,
+    Reason.TOO_LARGE: 400,
+    Reason.CONVERSION_FAILED: 400,
+    Reason.NAME_COLLISION: 400,
+    Reason.BUCKET_NOT_ALLOWED: 400,
+    Reason.BAD_CONFIG: 400,
+}
+
+
+def test_the_tables_cover_every_outcome_and_reason() -> None:
+    assert ACKING_OUTCOMES | {Outcome.RETRY} == set(Outcome)
+    assert set(ERROR_STATUS) == set(Reason)
+    assert set(RETRY_STATUS) == set(RETRYABLE)
+
+
+def test_ack_is_a_code_pubsub_treats_as_ack() -> None:
+    assert ACK == 204
+    assert ACK in PUBSUB_ACK_CODES
+
+
+@pytest.mark.parametrize(("outcome", "reason"),
+                         [(o, r) for o, reasons in REASONS_BY_OUTCOME.items() for r in reasons])
+def test_finished_outcomes_are_acked(outcome: Outcome, reason: str) -> None:
+    status = status_for(JobResult(outcome, reason))
+    assert status == 204
+    assert status in PUBSUB_ACK_CODES
+
+
+@pytest.mark.parametrize("reason", sorted(RETRY_STATUS))
+def test_retry_results_are_not_acked(reason: Reason) -> None:
+    status = status_for(JobResult(Outcome.RETRY, reason.value))
+    assert status == RETRY_STATUS[reason]
+    assert status not in PUBSUB_ACK_CODES
+
+
+@pytest.mark.parametrize("reason", sorted(Reason))
+def test_request_errors_map_and_are_never_acked(reason: Reason) -> None:
+    status = status_for_error(WorkerError(reason, "x"))
+    assert status == ERROR_STATUS[reason]
+    assert status not in PUBSUB_ACK_CODES
+
+
+def test_retryable_reasons_are_exactly_429_or_503() -> None:
+    for reason in Reason:
+        status = status_for_error(WorkerError(reason, "x"))
+        if reason in RETRYABLE:
+            assert status == (429 if reason == Reason.QUEUE_FULL else 503)
+        else:
+            assert status in (400, 401, 403)
+
+
+# -- the same table through the real route (no office, no storage: a stub runner returns each result) ----------
+
+
+class FixedRunner:
+    def __init__(self, result: JobResult) -> None:
+        self.result = result
+        self.calls = 0
+
+    def run(self, event: ObjectEvent) -> JobResult:
+        self.calls += 1
+        return self.result
+
+
+class NoPool:
+    queue_depth = 0
+
+    def ready(self) -> bool:
+        return True
+
+    def status(self) -> list[Any]:
+        return []
+
+
+def _client(tmp_path: Path, runner: FixedRunner) -> Any:
+    config = Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode="off",
+                    max_body_bytes=64 * 1024)
+    app = create_app(config, job=runner, pool=NoPool(), authenticator=PushAuthenticator(AuthSettings("off")),  # type: ignore[arg-type]
+                     metrics=Metrics(CollectorRegistry()))
+    return app.test_client()
+
+
+def _envelope(name: str) -> tuple[dict[str, str], bytes]:
+    doc = json.loads((ENVELOPES / name).read_text())
+    body = doc["body"]
+    raw = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
+    return dict(doc.get("headers") or {"Content-Type": "application/json"}), raw
+
+
+@pytest.mark.parametrize(("result", "status"), [
+    (JobResult(Outcome.CONVERTED, "ok"), 204),
+    (JobResult(Outcome.DUPLICATE, "same_generation"), 204),
+    (JobResult(Outcome.IGNORED, "stale"), 204),
+    (JobResult(Outcome.FAILED, "encrypted"), 204),
+    (JobResult(Outcome.RETRY, "queue_full"), 429),
+    (JobResult(Outcome.RETRY, "office_crashed"), 503),
+    (JobResult(Outcome.RETRY, "storage_unavailable"), 503),
+])
+def test_route_answers_by_the_table(tmp_path: Path, result: JobResult, status: int) -> None:
+    runner = FixedRunner(result)
+    headers, body = _envelope("push-fake-gcs-numeric-generation.json")
+    assert _client(tmp_path, runner).post("/", data=body, headers=headers).status_code == status
+    assert runner.calls == 1
+
+
+def test_route_refuses_what_is_not_a_push_and_acks_what_is_not_a_storage_event(tmp_path: Path) -> None:
+    runner = FixedRunner(JobResult(Outcome.CONVERTED, "ok"))
+    client = _client(tmp_path, runner)
+    assert client.post("/", data=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
+    assert client.post("/", data=b"[]", headers={"Content-Type": "application/json"}).status_code == 400
+    too_big = b'{"message": {"data": "' + b"A" * 70_000 + b'"}}'
+    assert client.post("/", data=too_big, headers={"Content-Type": "application/json"}).status_code == 413
+    # A valid envelope that is not a storage event: redelivery would never help, so it is acked.
+    not_storage = {"message": {"data": "aGVsbG8=", "messageId": "9", "attributes": {"origin": "x"}},
+                   "subscription": "projects/p/subscriptions/s"}
+    assert client.post("/", json=not_storage).status_code == 204
+    assert runner.calls == 0

@@ -1,0 +1,262 @@
+"""Metrics with a fresh registry per test, the pool read at scrape time, and the /health /ready /metrics routes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from worker.auth import AuthSettings, PushAuthenticator
+from worker.config import Config, OfficeSettings
+from worker.job import JobResult, Outcome
+from worker.metrics import CONTENT_TYPE, STAGES, Metrics
+from worker.office import RestartReason, State
+from worker.office.pool import InstanceStatus
+from worker.web import Lifecycle, create_app
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakePool:
+    """What the collector and the routes read from the pool; the states are set by each test."""
+
+    states: list[State] = field(default_factory=lambda: [State.IDLE, State.BUSY])
+    queue_depth: int = 0
+    restarts: Counter[str] = field(default_factory=Counter)
+    is_ready: bool = True
+    calls: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.states)
+
+    def status(self) -> list[InstanceStatus]:
+        self.calls += 1
+        return [InstanceStatus(index=i, state=s, pid=1000 + i, conversions=3 * i, rss_bytes=(i + 1) * 100 * 2**20,
+                               seconds_since_ok=0.5, restarts=i) for i, s in enumerate(self.states)]
+
+    def ready(self) -> bool:
+        return self.is_ready
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples_of(text: str) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def get(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def converted(**durations: float) -> JobResult:
+    return JobResult(Outcome.CONVERTED, "ok", output="gs://out/a.pdf", input_bytes=1000, output_bytes=5000,
+                     durations=durations or {"download": 0.02, "queue_wait": 0.0, "convert": 0.3, "upload": 0.04})
+
+
+# -- Metrics ---------------------------------------------------------------------------------------
+
+
+def test_a_fresh_registry_has_every_family_with_the_prefix_and_no_job_yet():
+    metrics = Metrics(CollectorRegistry(), FakePool())
+    s = samples_of(metrics.exposition().decode())
+    assert all(name.startswith("worker_") for name, _ in s)
+    for stage in STAGES:  # stage series exist from the start, so rate() never sees a gap
+        assert get(s, "worker_stage_duration_seconds_count", stage=stage) == 0
+    assert not [k for k in s if k[0] == "worker_jobs_total"]
+    build = [k for k in s if k[0] == "worker_build_info"]
+    assert len(build) == 1 and {lbl for lbl, _ in build[0][1]} == {"version", "python"}
+
+
+def test_observe_counts_by_outcome_and_reason_and_fills_the_histograms():
+    metrics = Metrics(CollectorRegistry(), FakePool())
+    metrics.observe(converted(), NOW - timedelta(seconds=2), NOW, 1)
+    metrics.observe(JobResult(Outcome.FAILED, "corrupt", durations={"download": 0.01}), NOW, NOW, 3)
+    metrics.observe(JobResult(Outcome.IGNORED, "suffix"), NOW - timedelta(seconds=1), NOW, None)
+    metrics.observe(JobResult(Outcome.RETRY, "queue_full"), None, NOW, 2)
+    s = samples_of(metrics.exposition().decode())
+
+    assert get(s, "worker_jobs_total", outcome="converted", reason="ok") == 1
+    assert get(s, "worker_jobs_total", outcome="failed", reason="corrupt") == 1
+    assert get(s, "worker_jobs_total", outcome="ignored", reason="suffix") == 1
+    assert get(s, "worker_jobs_total", outcome="retry", reason="queue_full") == 1
+    assert get(s, "worker_stage_duration_seconds_count", stage="download") == 2
+    assert get(s, "worker_stage_duration_seconds_count", stage="convert") == 1
+    assert get(s, "worker_stage_duration_seconds_sum", stage="convert") == pytest.approx(0.3)
+    assert get(s, "worker_stage_duration_seconds_bucket", stage="convert", le="0.25") == 0
+    assert get(s, "worker_stage_duration_seconds_bucket", stage="convert", le="0.5") == 1
+    # lag only for stored PDFs, from the publish time
+    assert get(s, "worker_end_to_end_lag_seconds_count") == 1
+    assert get(s, "worker_end_to_end_lag_seconds_sum") == pytest.approx(2.0)
+    assert get(s, "worker_input_bytes_total") == 1000
+    assert get(s, "worker_output_bytes_total") == 5000
+    assert get(s, "worker_delivery_attempt_count") == 3  # None (no dead-letter policy) is not an attempt
+    assert get(s, "worker_delivery_attempt_sum") == 6
+
+
+def test_a_publish_time_in_the_future_is_not_a_negative_lag():
+    metrics = Metrics(CollectorRegistry())
+    metrics.observe(converted(), NOW + timedelta(seconds=5), NOW, None)
+    s = samples_of(metrics.exposition().decode())
+    assert get(s, "worker_end_to_end_lag_seconds_sum") == 0
+
+
+def test_the_pool_is_read_at_scrape_time():
+    pool = FakePool(states=[State.IDLE, State.IDLE])
+    metrics = Metrics(CollectorRegistry(), pool)
+    s = samples_of(metrics.exposition().decode())
+    assert get(s, "worker_office_instances", state="idle") == 2
+    assert get(s, "worker_office_busy") == 0
+
+    pool.states = [State.BUSY, State.RESTARTING]
+    pool.queue_depth = 3
+    pool.restarts.update({RestartReason.TIMEOUT.value: 2, RestartReason.MEMORY.value: 1})
+    s = samples_of(metrics.exposition().decode())
+    assert get(s, "worker_office_instances", state="busy") == 1
+    assert get(s, "worker_office_instances", state="restarting") == 1
+    assert get(s, "worker_office_instances", state="idle") == 0
+    assert get(s, "worker_office_busy") == 1
+    assert get(s, "worker_office_queue_depth") == 3
+    assert get(s, "worker_office_pool_size") == 2
+    assert get(s, "worker_office_rss_bytes", office="1") == 200 * 2**20
+    assert get(s, "worker_office_instance_conversions", office="1") == 3
+    assert get(s, "worker_office_restarts_total", reason="timeout") == 2
+    assert get(s, "worker_office_restarts_total", reason="memory") == 1
+
+
+def test_label_sets_are_closed():
+    """Every state and restart reason is always exported (0 included); no label carries free text."""
+    metrics = Metrics(CollectorRegistry(), FakePool())
+    s = samples_of(metrics.exposition().decode())
+    states = {dict(k[1])["state"] for k in s if k[0] == "worker_office_instances"}
+    assert states == {st.value for st in State}
+    reasons = {dict(k[1])["reason"] for k in s if k[0] == "worker_office_restarts_total"}
+    assert reasons == {r.value for r in RestartReason}
+    assert {"exit", "timeout", "max_conversions", "memory"} <= reasons
+
+
+def test_promtool_finds_no_problem():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (the Debian package prometheus; tests/integration/test_ops.py needs it)")
+    pool = FakePool()
+    pool.restarts["exit"] = 1
+    metrics = Metrics(CollectorRegistry(), pool)
+    metrics.observe(converted(), NOW - timedelta(seconds=2), NOW, 1)
+    metrics.observe(JobResult(Outcome.FAILED, "corrupt"), NOW, NOW, None)
+    metrics.requests.labels("204").inc()
+    metrics.job_duration.observe(0.5)
+    check = subprocess.run([promtool, "check", "metrics"], input=metrics.exposition(), capture_output=True,
+                           timeout=30)
+    assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check
+
+
+def test_two_registries_never_collide():
+    a, b = Metrics(CollectorRegistry(), FakePool()), Metrics(CollectorRegistry(), FakePool())
+    a.jobs.labels("converted", "ok").inc()
+    assert not [k for k in samples_of(b.exposition().decode()) if k[0] == "worker_jobs_total"]
+
+
+# -- routes ----------------------------------------------------------------------------------------
+
+
+class DoneJob:
+    def run(self, event: Any) -> JobResult:
+        return converted()
+
+
+def make_app(pool: FakePool, job: Any = None, life: Lifecycle | None = None) -> tuple[Any, Metrics, Lifecycle]:
+    config = Config(output_bucket="out", office=OfficeSettings(pool_size=pool.size), auth_mode="off",
+                    google_cloud_project="p")
+    metrics = Metrics(CollectorRegistry(), pool)  # type: ignore[arg-type]
+    life = life or Lifecycle()
+    app = create_app(config, job=job or DoneJob(), pool=pool, authenticator=PushAuthenticator(AuthSettings("off")),
+                     metrics=metrics, lifecycle=life)  # type: ignore[arg-type]
+    return app.test_client(), metrics, life
+
+
+def test_health_is_always_ok_and_never_asks_the_pool():
+    pool = FakePool(is_ready=False, states=[State.RESTARTING])
+    client, _, life = make_app(pool)
+    life.draining = True
+    calls = pool.calls
+    resp = client.get("/health")
+    assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
+    assert pool.calls == calls
+
+
+def test_ready_reports_per_instance_state():
+    client, _, _ = make_app(FakePool(states=[State.IDLE, State.BUSY], queue_depth=1))
+    resp = client.get("/ready")
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["ready"] is True and body["draining"] is False and body["queue_depth"] == 1
+    assert [(i["index"], i["state"], i["pid"]) for i in body["instances"]] == [(0, "idle", 1000), (1, "busy", 1001)]
+    assert set(body["instances"][0]) >= {"conversions", "rss_bytes", "seconds_since_ok", "restarts"}
+
+
+def test_ready_is_false_when_no_office_is_ready():
+    client, _, _ = make_app(FakePool(is_ready=False, states=[State.RESTARTING, State.STARTING]))
+    resp = client.get("/ready")
+    assert resp.status_code == 503
+    assert resp.get_json()["ready"] is False
+    assert [i["state"] for i in resp.get_json()["instances"]] == ["restarting", "starting"]
+
+
+def test_ready_is_false_while_draining_and_new_pushes_get_503():
+    client, metrics, life = make_app(FakePool())
+    life.drain(0)
+    resp = client.get("/ready")
+    assert resp.status_code == 503
+    assert resp.get_json()["ready"] is False and resp.get_json()["draining"] is True
+    assert client.post("/", json={"message": {"data": ""}}).status_code == 503
+    s = samples_of(metrics.exposition().decode())
+    assert get(s, "worker_http_requests_total", code="503") == 1
+
+
+def test_drain_waits_for_the_push_in_flight():
+    life = Lifecycle()
+    assert life.enter()
+    finished: list[bool] = []
+    t = threading.Thread(target=lambda: finished.append(life.drain(5)))
+    t.start()
+    t.join(0.2)
+    assert t.is_alive() and life.draining and not life.enter()  # new work refused while waiting
+    life.leave()
+    t.join(5)
+    assert finished == [True]
+    assert Lifecycle().drain(0) is True
+    busy = Lifecycle()
+    busy.enter()
+    assert busy.drain(0.05) is False  # the grace ran out
+
+
+def test_metrics_route_serves_the_registry_as_prometheus_text():
+    client, metrics, _ = make_app(FakePool())
+    metrics.jobs.labels("converted", "ok").inc()
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == CONTENT_TYPE
+    s = samples_of(resp.get_data(as_text=True))
+    assert get(s, "worker_jobs_total", outcome="converted", reason="ok") == 1
+    assert get(s, "worker_office_pool_size") == 2
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metricz"])
+def test_no_path_ends_in_z(path: str):
+    client, _, _ = make_app(FakePool())
+    assert client.get(path).status_code == 404

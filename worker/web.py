@@ -93,6 +93,7 @@ def create_app(
     app = Flask("worker")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     life = lifecycle or Lifecycle()
+    capacity = config.office.pool_size + config.office.effective_queue_size
     app.extensions["lifecycle"] = life
 
     def answer(status: int, fields: dict[str, Any], message: str, level: int = logging.INFO) -> Response:
@@ -108,8 +109,15 @@ def create_app(
         headers = dict(request.headers)
         fields: dict[str, Any] = trace_fields(headers, config.google_cloud_project)
         if not life.enter():
+            fields.update(outcome="refused", reason=Reason.SHUTTING_DOWN.value)
+            metrics.jobs.labels("refused", Reason.SHUTTING_DOWN.value).inc()
             return answer(503, fields, "refused: draining", logging.WARNING)
         try:
+            if life.in_flight > capacity:
+                # More pushes than offices plus queue: say so before any download, not after.
+                fields.update(outcome="retry", reason=Reason.QUEUE_FULL.value)
+                metrics.jobs.labels("retry", Reason.QUEUE_FULL.value).inc()
+                return answer(429, fields, "retry: every office busy and the queue is full", logging.WARNING)
             try:
                 authenticator.check(request.headers.get("Authorization"))
                 parsed = parse_push(headers, request.get_data(cache=False))

@@ -123,7 +123,7 @@ class OfficePool:
         if wait:
             for t in threads:
                 t.join()
-            if not any(s.state == State.IDLE for s in self._slots):
+            if not any(s.state in (State.IDLE, State.BUSY) for s in self._slots):
                 raise WorkerError(Reason.OFFICE_UNAVAILABLE, "no office instance became ready; see office.log")
 
     def stop(self) -> None:

@@ -32,6 +32,8 @@ _ODF_NAMESPACES = (
     'xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0" '
     'xmlns:script="urn:oasis:names:tc:opendocument:xmlns:script:1.0" '
     'xmlns:ooo="http://openoffice.org/2004/office" '
+    # Event names are QNames: without this binding LibreOffice silently drops the "dom:load" listener.
+    'xmlns:dom="http://www.w3.org/2001/xml-events" '
     'xmlns:xlink="http://www.w3.org/1999/xlink"'
 )
 

@@ -404,12 +404,15 @@ def test_office_killed_mid_conversion_answers_503_and_redelivery_succeeds(chain:
 def test_document_that_always_times_out_ends_as_failure_record(
     pubsub: emulators.Proc, emulator_log_dir: Path, tmp_path: Path
 ) -> None:
-    """A dedicated worker whose timeout no 100-page document can meet: MAX_DELIVERY_ATTEMPTS, then a record."""
+    """A dedicated worker whose timeout a 500-page document (~2 s) cannot meet: MAX_DELIVERY_ATTEMPTS, then a record."""
+    from tests.integration.conftest_office import make_long_docx
+
+    slow_doc = make_long_docx(tmp_path / "long.docx", 500)
     worker, gcs = start_chain(pubsub, emulator_log_dir, tmp_path / "work", POOL_SIZE="1",
                               CONVERSION_TIMEOUT_S="0.3", QUEUE_WAIT_S="60", MAX_DELIVERY_ATTEMPTS="2")
     try:
         name = "incoming/slow/hundred.docx"
-        uploaded = upload(worker, IN_BUCKET, name, DATA / "sample-100pages.docx")
+        uploaded = upload(worker, IN_BUCKET, name, slow_doc)
         wait_output(worker, name + ".error.json")
         record = json.loads(fetch(worker, name + ".error.json", tmp_path / "r.json").read_text())
         assert record["reason"] == "conversion_timeout"

@@ -96,9 +96,7 @@ def make_linked_image_docx(path: Path, url: str) -> None:
 def make_many_links_docx(path: Path, url: str, n: int) -> None:
     """A .docx with `n` linked pictures at distinct URLs (`url?n=i`): fetch delays add up (tarpit test)."""
     separator = "&" if "?" in url else "?"
-    body = paragraph(f"{n} linked images below") + "".join(
-        _linked_picture(f"rIdLink{i}", i) for i in range(1, n + 1)
-    )
+    body = paragraph(f"{n} linked images below") + "".join(_linked_picture(f"rIdLink{i}", i) for i in range(1, n + 1))
     rels = [(f"rIdLink{i}", _REL_IMAGE, f"{url}{separator}n={i}", True) for i in range(1, n + 1)]
     write_docx(path, body, rels)
 
@@ -116,9 +114,7 @@ def make_dde_docx(path: Path) -> None:
     write_docx(path, body)
 
 
-def write_odt(
-    path: Path, body_xml: str, *, scripts_xml: str = "", extra: dict[str, str] | None = None
-) -> None:
+def write_odt(path: Path, body_xml: str, *, scripts_xml: str = "", extra: dict[str, str] | None = None) -> None:
     """Write a minimal .odt (stored mimetype first, manifest of every part) with `body_xml` as office:text."""
     extra = extra or {}
     content = (
@@ -133,12 +129,9 @@ def write_odt(
         '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"'
         ' manifest:version="1.3"><manifest:file-entry manifest:full-path="/"'
         ' manifest:media-type="application/vnd.oasis.opendocument.text"/>'
+        + "".join(f'<manifest:file-entry manifest:full-path="{name}" manifest:media-type=""/>' for name in folders)
         + "".join(
-            f'<manifest:file-entry manifest:full-path="{name}" manifest:media-type=""/>' for name in folders
-        )
-        + "".join(
-            f'<manifest:file-entry manifest:full-path="{name}" manifest:media-type="text/xml"/>'
-            for name in entries
+            f'<manifest:file-entry manifest:full-path="{name}" manifest:media-type="text/xml"/>' for name in entries
         )
         + "</manifest:manifest>"
     )

@@ -34,12 +34,8 @@ _MAX_CENTRAL_DIRECTORY_BYTES = 64 * 2**20
 _WHITESPACE_SCAN_BYTES = 64 * 2**20  # how far we look for content in a file that starts with whitespace
 _BOMB_RATIO = 250  # deflate tops out near 1032:1; real office parts stay far below 100:1
 _BOMB_RATIO_MIN_BYTES = 16 * 2**20  # small parts may compress absurdly well without harming anyone
-_DEFAULT_PASSWORD = (
-    "VelvetSweatshop"  # Excel's built-in password; Excel and LibreOffice open such files silently
-)
-_MAX_SPIN_COUNT = (
-    100_000  # Office's own value; a larger, attacker-chosen count would make the password check slow
-)
+_DEFAULT_PASSWORD = "VelvetSweatshop"  # Excel's built-in password; Excel and LibreOffice open such files silently
+_MAX_SPIN_COUNT = 100_000  # Office's own value; a larger, attacker-chosen count would make the password check slow
 _MAX_DECRYPT_BYTES = 64 * 2**20
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -265,9 +261,7 @@ def _sniff_flat_xml(text: str, *, complete: bool) -> Sniffed | None:
         mime = _FLAT_ODF_MIMETYPE.search(attributes)
         kind = _FLAT_ODF_MIMETYPES.get(mime.group(1).strip()) if mime else None
         if kind is None:
-            raise WorkerError(
-                Reason.UNSUPPORTED_TYPE, "the file is a flat OpenDocument type we cannot convert"
-            )
+            raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is a flat OpenDocument type we cannot convert")
         return _sniffed(kind)
     if local_name == "wordDocument" and "http://schemas.microsoft.com/office/word/2003/wordml" in attributes:
         return _sniffed("word2003xml")
@@ -332,9 +326,7 @@ def _sniff_zip(fp: BinaryIO, size: int, max_uncompressed_bytes: int, max_entries
     """Identify an OOXML or ODF package from its central directory and a few small parts."""
     entry_count, directory_size = _zip_directory_size(fp, size)
     if entry_count > max_entries:
-        raise WorkerError(
-            Reason.ZIP_BOMB, f"the file holds {entry_count} parts, more than the {max_entries} allowed"
-        )
+        raise WorkerError(Reason.ZIP_BOMB, f"the file holds {entry_count} parts, more than the {max_entries} allowed")
     if directory_size > _MAX_CENTRAL_DIRECTORY_BYTES:
         raise WorkerError(Reason.ZIP_BOMB, "the file's table of contents is abnormally large")
     try:
@@ -353,9 +345,7 @@ def _sniff_zip(fp: BinaryIO, size: int, max_uncompressed_bytes: int, max_entries
         if "mimetype" in names or "META-INF/manifest.xml" in names:
             return _sniff_odf(archive, infos, names)
         if any(name.startswith(("word/", "xl/", "ppt/", "_rels/")) for name in names):
-            raise WorkerError(
-                Reason.CORRUPT, "the file looks like an Office document but lacks [Content_Types].xml"
-            )
+            raise WorkerError(Reason.CORRUPT, "the file looks like an Office document but lacks [Content_Types].xml")
         raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is a zip archive, not an office document")
 
 
@@ -381,14 +371,10 @@ def _zip_directory_size(fp: BinaryIO, size: int) -> tuple[int, int]:
     return int(entries), int(directory_size)
 
 
-def _refuse_bomb(
-    infos: list[zipfile.ZipInfo], size: int, max_uncompressed_bytes: int, max_entries: int
-) -> None:
+def _refuse_bomb(infos: list[zipfile.ZipInfo], size: int, max_uncompressed_bytes: int, max_entries: int) -> None:
     """Refuse archives whose declared sizes, ratios or overlapping entries mark them as zip bombs."""
     if len(infos) > max_entries:
-        raise WorkerError(
-            Reason.ZIP_BOMB, f"the file holds {len(infos)} parts, more than the {max_entries} allowed"
-        )
+        raise WorkerError(Reason.ZIP_BOMB, f"the file holds {len(infos)} parts, more than the {max_entries} allowed")
     total = sum(info.file_size for info in infos)
     if total > max_uncompressed_bytes:
         raise WorkerError(
@@ -397,9 +383,7 @@ def _refuse_bomb(
             f" more than the {max_uncompressed_bytes // 2**20} MiB allowed",
         )
     for info in infos:
-        if info.file_size > _BOMB_RATIO_MIN_BYTES and info.file_size > _BOMB_RATIO * max(
-            info.compress_size, 1
-        ):
+        if info.file_size > _BOMB_RATIO_MIN_BYTES and info.file_size > _BOMB_RATIO * max(info.compress_size, 1):
             raise WorkerError(Reason.ZIP_BOMB, "the file is compressed at an impossible ratio (a zip bomb)")
         if info.header_offset + info.compress_size > size:
             raise WorkerError(Reason.CORRUPT, "the file is truncated or damaged (a part runs past its end)")
@@ -431,12 +415,8 @@ def _read_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> b
     try:
         with archive.open(info) as part:
             return part.read(limit)
-    except (
-        Exception
-    ) as exc:  # BadZipFile (bad CRC), zlib.error, EOFError, NotImplementedError (odd compression)...
-        raise WorkerError(
-            Reason.CORRUPT, f"the file is damaged and cannot be read (part {info.filename})"
-        ) from exc
+    except Exception as exc:  # BadZipFile (bad CRC), zlib.error, EOFError, NotImplementedError (odd compression)...
+        raise WorkerError(Reason.CORRUPT, f"the file is damaged and cannot be read (part {info.filename})") from exc
 
 
 def _read_small_part(archive: zipfile.ZipFile, name: str) -> bytes | None:
@@ -473,9 +453,7 @@ def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
             overrides[unquote(element.get("PartName", "")).lower()] = content_type
     rels = _read_small_part(archive, "_rels/.rels")
     if rels is None:
-        raise WorkerError(
-            Reason.CORRUPT, "the file is an incomplete Office document (no package relationships)"
-        )
+        raise WorkerError(Reason.CORRUPT, "the file is an incomplete Office document (no package relationships)")
     main_part = None
     for element in _parse_xml(rels, "_rels/.rels"):
         if (
@@ -489,12 +467,8 @@ def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
         raise WorkerError(Reason.CORRUPT, "the file is an incomplete Office document (no main part)")
     zip_names = {name.lower(): name for name in names}
     if main_part[1:].lower() not in zip_names:
-        raise WorkerError(
-            Reason.CORRUPT, f"the file is an incomplete Office document ({main_part} is missing)"
-        )
-    content_type = overrides.get(main_part.lower()) or defaults.get(
-        posixpath.splitext(main_part)[1][1:].lower(), ""
-    )
+        raise WorkerError(Reason.CORRUPT, f"the file is an incomplete Office document ({main_part} is missing)")
+    content_type = overrides.get(main_part.lower()) or defaults.get(posixpath.splitext(main_part)[1][1:].lower(), "")
     kind = _OOXML_MAIN_TYPES.get(content_type)
     if kind is None:
         raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is an Office Open XML type we cannot convert")
@@ -521,9 +495,7 @@ def _sniff_odf(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: se
     if kind is None:
         raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is a packaged document type we cannot convert")
     if "content.xml" not in names:
-        raise WorkerError(
-            Reason.CORRUPT, "the file is an incomplete OpenDocument file (content.xml is missing)"
-        )
+        raise WorkerError(Reason.CORRUPT, "the file is an incomplete OpenDocument file (content.xml is missing)")
     return _sniffed(kind)
 
 
@@ -553,9 +525,7 @@ def _sniff_ole(fp: BinaryIO, max_uncompressed_bytes: int, max_entries: int) -> S
         # Excel 5.0/95 (BIFF5): msoffcrypto cannot check it; a password shows as a LibreOffice load failure.
         return Sniffed("xls", Family.SPREADSHEET, "MS Excel 95", ".xls")
     else:
-        raise WorkerError(
-            Reason.CORRUPT, "the file is an OLE2 container without a Word, Excel or PowerPoint document"
-        )
+        raise WorkerError(Reason.CORRUPT, "the file is an OLE2 container without a Word, Excel or PowerPoint document")
     if _legacy_is_encrypted(fp, kind):
         raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
     return _sniffed(kind)
@@ -578,9 +548,7 @@ def _legacy_is_encrypted(fp: BinaryIO, kind: str) -> bool:
         office_file = msoffcrypto.OfficeFile(fp)
         if not office_file.is_encrypted():
             return False
-    except (
-        Exception
-    ) as exc:  # msoffcrypto parses the FIB / BIFF records / CurrentUser atom and fails many ways
+    except Exception as exc:  # msoffcrypto parses the FIB / BIFF records / CurrentUser atom and fails many ways
         raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
     if kind != "xls":
         return True

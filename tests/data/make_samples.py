@@ -141,9 +141,7 @@ def make_samples(out: Path, work: Path) -> list[Path]:
 
 def make_paged_docx(path: Path, pages: int) -> None:
     """A hand-written .docx of `pages` pages separated by page breaks; page N says `page N`."""
-    filler = (
-        "The quick brown fox jumps over the lazy dog while the worker converts documents to PDF. " * 4
-    ).strip()
+    filler = ("The quick brown fox jumps over the lazy dog while the worker converts documents to PDF. " * 4).strip()
     body = []
     for page in range(1, pages + 1):
         if page > 1:
@@ -156,17 +154,13 @@ def make_paged_docx(path: Path, pages: int) -> None:
 def make_hostile(out: Path) -> list[Path]:
     """Write example hostile documents; tests build their own with tests/hostile_docs.py and a live port."""
     out.mkdir(exist_ok=True)
-    url = (
-        "http://127.0.0.1:9/canary.png"  # the discard port: nothing listens, so opening these reaches no one
-    )
+    url = "http://127.0.0.1:9/canary.png"  # the discard port: nothing listens, so opening these reaches no one
     made: dict[str, Callable[[Path], None]] = {
         "linked-image.docx": lambda p: hostile_docs.make_linked_image_docx(p, url),
         "linked-image.odt": lambda p: hostile_docs.make_linked_image_odt(p, url),
         "many-links.docx": lambda p: hostile_docs.make_many_links_docx(p, url, 20),
         "dde.docx": hostile_docs.make_dde_docx,
-        "macro-onload.odt": lambda p: hostile_docs.make_macro_onload_odt(
-            p, Path("/tmp/docworker-macro-ran.txt")
-        ),
+        "macro-onload.odt": lambda p: hostile_docs.make_macro_onload_odt(p, Path("/tmp/docworker-macro-ran.txt")),
     }
     for name, build in made.items():
         build(out / name)
@@ -191,18 +185,14 @@ def verify(samples: list[Path], work: Path) -> list[str]:
                 problems.append(f"{sample.name}: {page_count} pages in the PDF, expected {pages}")
         else:
             expected = [marker(sample.suffix[1:])]
-        problems.extend(
-            f"{sample.name}: {line!r} not in the PDF text" for line in expected if line not in text
-        )
+        problems.extend(f"{sample.name}: {line!r} not in the PDF text" for line in expected if line not in text)
     return problems
 
 
 def main() -> int:
     """Regenerate everything, optionally verify it, and report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--verify", action="store_true", help="convert every sample to PDF and check its text"
-    )
+    parser.add_argument("--verify", action="store_true", help="convert every sample to PDF and check its text")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="docworker-samples-") as tmp:
         work = Path(tmp)

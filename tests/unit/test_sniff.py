@@ -84,9 +84,7 @@ def make_docx(path: Path, **kwargs: str) -> Path:
     return write_zip(path, ooxml_parts(**kwargs))
 
 
-def odf_parts(
-    mimetype: str, *, manifest_extra: str = "", with_mimetype: bool = True
-) -> dict[str, str | bytes]:
+def odf_parts(mimetype: str, *, manifest_extra: str = "", with_mimetype: bool = True) -> dict[str, str | bytes]:
     manifest = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"'
@@ -198,9 +196,7 @@ def refused(path: Path, name_hint: str = "", **kwargs: int) -> WorkerError:
         ),
     ],
 )
-def test_ooxml_kind_comes_from_the_main_part_content_type(
-    tmp_path, content_type, kind, family, import_filter
-):
+def test_ooxml_kind_comes_from_the_main_part_content_type(tmp_path, content_type, kind, family, import_filter):
     # Named .bin on purpose: the bytes decide, not the name.
     result = sniff(make_docx(tmp_path / "upload.bin", content_type=content_type), "upload.bin")
     assert result == Sniffed(kind, family, import_filter, f".{kind}")
@@ -223,9 +219,7 @@ def test_content_types_with_utf8_bom_are_read(tmp_path):
 
 
 def test_powerpoint_add_in_is_unsupported(tmp_path):
-    path = make_docx(
-        tmp_path / "a.ppam", content_type="application/vnd.ms-powerpoint.addin.macroEnabled.main+xml"
-    )
+    path = make_docx(tmp_path / "a.ppam", content_type="application/vnd.ms-powerpoint.addin.macroEnabled.main+xml")
     assert refused(path).reason is Reason.UNSUPPORTED_TYPE
 
 
@@ -536,24 +530,19 @@ def test_billion_laughs_in_any_xml_part_of_an_odt_is_hostile(tmp_path):
 
 def test_billion_laughs_in_flat_odf_is_hostile(tmp_path):
     path = tmp_path / "lol.fodt"
-    path.write_text(
-        flat_odf("application/vnd.oasis.opendocument.text", prolog=BILLION_LAUGHS), encoding="utf-8"
-    )
+    path.write_text(flat_odf("application/vnd.oasis.opendocument.text", prolog=BILLION_LAUGHS), encoding="utf-8")
     assert refused(path).reason is Reason.HOSTILE
 
 
 def test_external_dtd_url_is_hostile(tmp_path):
     main_xml = (
-        '<?xml version="1.0"?>\n<!DOCTYPE w SYSTEM "http://127.0.0.1:9/x.dtd">\n'
-        + DOCUMENT_XML.split("\n", 1)[1]
+        '<?xml version="1.0"?>\n<!DOCTYPE w SYSTEM "http://127.0.0.1:9/x.dtd">\n' + DOCUMENT_XML.split("\n", 1)[1]
     )
     assert refused(make_docx(tmp_path / "xxe.docx", main_xml=main_xml)).reason is Reason.HOSTILE
 
 
 def test_entities_hidden_behind_a_long_prolog_are_hostile(tmp_path):
-    main_xml = (
-        '<?xml version="1.0"?>\n<!--' + "pad " * 50_000 + "-->\n" + BILLION_LAUGHS.split("\n", 1)[1] + "<w/>"
-    )
+    main_xml = '<?xml version="1.0"?>\n<!--' + "pad " * 50_000 + "-->\n" + BILLION_LAUGHS.split("\n", 1)[1] + "<w/>"
     assert refused(make_docx(tmp_path / "padded.docx", main_xml=main_xml)).reason is Reason.HOSTILE
 
 
@@ -572,9 +561,7 @@ def test_relative_doctype_without_entities_is_allowed(tmp_path):
 # --- speed on hostile sizes ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "prefix", [b"", b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"{\\rtx", b"<?xml "]
-)
+@pytest.mark.parametrize("prefix", [b"", b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"{\\rtx", b"<?xml "])
 def test_sparse_1gb_file_is_refused_quickly(tmp_path, prefix):
     path = tmp_path / "huge.docx"
     path.write_bytes(prefix)

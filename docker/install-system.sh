@@ -40,30 +40,58 @@ is_installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }
 
-missing=""
-for p in $PKGS; do
-  is_installed "$p" || missing="$missing $p"
-done
-if [ -z "$missing" ]; then
-  echo "install-system: all system packages present, nothing to install"
-  exit 0
-fi
-
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "install-system: installing$missing"
-$SUDO apt-get update -qq -o Acquire::Retries=3
-# `env` carries DEBIAN_FRONTEND through sudo, which would otherwise drop it.
-# shellcheck disable=SC2086
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  -o Acquire::Retries=3 -o Dpkg::Use-Pty=0 $missing
 
-still=""
-for p in $missing; do
-  is_installed "$p" || still="$still $p"
-done
-if [ -n "$still" ]; then
-  echo "install-system: still missing after install:$still" >&2
-  exit 1
-fi
-echo "install-system: done"
+install_packages() {
+  missing=""
+  for p in $PKGS; do
+    is_installed "$p" || missing="$missing $p"
+  done
+  if [ -z "$missing" ]; then
+    echo "install-system: all system packages present, nothing to install"
+    return 0
+  fi
+  echo "install-system: installing$missing"
+  $SUDO apt-get update -qq -o Acquire::Retries=3
+  # `env` carries DEBIAN_FRONTEND through sudo, which would otherwise drop it.
+  # shellcheck disable=SC2086
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o Acquire::Retries=3 -o Dpkg::Use-Pty=0 $missing
+  still=""
+  for p in $missing; do
+    is_installed "$p" || still="$still $p"
+  done
+  if [ -n "$still" ]; then
+    echo "install-system: still missing after install:$still" >&2
+    exit 1
+  fi
+  echo "install-system: done"
+}
+
+# The nogui Writer package ships no dialog definitions (modules/swriter/ui is empty). A warm office builds the
+# comment sidebar (annotation.ui) on its event loop after a document with comments or tracked changes loads,
+# finds no .ui file and aborts (11 of the 258 corpus documents killed soffice.bin that way). The files come from
+# the GUI package of the very same version; only the .ui directory is copied, no GUI library is installed.
+install_writer_ui() {
+  ui_dir=/usr/lib/libreoffice/share/config/soffice.cfg/modules/swriter/ui
+  if [ -f "$ui_dir/annotation.ui" ]; then
+    echo "install-system: Writer dialog definitions present"
+    return 0
+  fi
+  version=$(dpkg-query -W -f='${Version}' libreoffice-writer-nogui)
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  if ! (cd "$tmp" && apt-get download -qq "libreoffice-writer=$version" 2>/dev/null); then
+    $SUDO apt-get update -qq -o Acquire::Retries=3
+    (cd "$tmp" && apt-get download -qq "libreoffice-writer=$version")
+  fi
+  dpkg-deb -x "$tmp"/libreoffice-writer_*.deb "$tmp/x"
+  $SUDO mkdir -p "$ui_dir"
+  $SUDO cp "$tmp/x$ui_dir"/*.ui "$ui_dir"/
+  rm -rf "$tmp"
+  echo "install-system: installed Writer dialog definitions from libreoffice-writer $version"
+}
+
+install_packages
+install_writer_ui

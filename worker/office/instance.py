@@ -72,15 +72,8 @@ class OfficeInstance:
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "tmp").mkdir(parents=True)
         shutil.copytree(self.template, self.dir / "profile", symlinks=True)
-        env = dict(os.environ, TMPDIR=str(self.dir / "tmp"), HOME=str(self.dir), SAL_USE_VCLPLUGIN="svp")
-        env.pop("PYTHONPATH", None)
-        cmd = [
-            self.settings.uno_python, str(self.settings.uno_dir / "launcher.py"),
-            "--port", str(self.ports.rpc), "--uno-port", str(self.ports.uno),
-            "--profile", str(self.dir / "profile"), "--soffice", self.settings.soffice,
-            "--unoserver-path", str(Path(unoserver.__file__).resolve().parent.parent),
-            "--start-timeout", str(self.settings.start_timeout_s),
-        ]
+        env = launcher_env(self.dir / "tmp", home=self.dir)
+        cmd = launcher_command(self.settings, self.dir / "profile", self.ports)
         self.popen = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env, start_new_session=True
         )
@@ -174,6 +167,24 @@ class OfficeInstance:
 
     def convert(self, src: Path, dst: Path, import_filter: str | None, timeout: float) -> None:
         self._proxy(timeout).convert(str(src), str(dst), import_filter or "", self.settings.update_indexes)
+
+
+def launcher_command(settings: OfficeSettings, profile: Path, ports: Ports, *extra: str) -> list[str]:
+    """The one way to start uno/launcher.py (pool instances and the profile initialiser share it)."""
+    return [
+        settings.uno_python, str(settings.uno_dir / "launcher.py"),
+        "--port", str(ports.rpc), "--uno-port", str(ports.uno),
+        "--profile", str(profile), "--soffice", settings.soffice,
+        "--unoserver-path", str(Path(unoserver.__file__).resolve().parent.parent),
+        "--start-timeout", str(settings.start_timeout_s), *extra,
+    ]
+
+
+def launcher_env(tmp: Path, home: Path) -> dict[str, str]:
+    """A private TMPDIR catches LibreOffice's lu*.tmp leftovers, so they go away with the instance's directory."""
+    env = dict(os.environ, TMPDIR=str(tmp), HOME=str(home), SAL_USE_VCLPLUGIN="svp")
+    env.pop("PYTHONPATH", None)
+    return env
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -13,6 +13,8 @@ import logging
 import os
 import queue
 import shutil
+import subprocess
+import tempfile
 import threading
 import time
 import xmlrpc.client
@@ -25,7 +27,14 @@ from typing import IO
 
 from worker.config import OfficeSettings
 from worker.errors import Reason, WorkerError
-from worker.office.instance import OfficeInstance, OfficeStartError
+from worker.office.instance import (
+    OfficeInstance,
+    OfficeStartError,
+    Ports,
+    free_port,
+    launcher_command,
+    launcher_env,
+)
 
 log = logging.getLogger(__name__)
 
@@ -399,25 +408,12 @@ def profile_cache_dir(source: Path, soffice: str) -> Path:
 
 def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | None) -> None:
     """Start LibreOffice once on a profile so later starts skip the first-run restart; mark it done."""
-    import subprocess
-
-    import unoserver
-
-    cmd = [
-        settings.uno_python, str(settings.uno_dir / "launcher.py"), "--init-only",
-        "--port", "0", "--uno-port", str(_free_port()), "--profile", str(profile), "--soffice", settings.soffice,
-        "--unoserver-path", str(Path(unoserver.__file__).resolve().parent.parent),
-        "--start-timeout", str(settings.start_timeout_s),
-    ]
-    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, check=True,
-                   timeout=settings.start_timeout_s + 10, start_new_session=True)
+    with tempfile.TemporaryDirectory(prefix="office-init-") as tmp:
+        cmd = launcher_command(settings, profile, Ports(0, free_port()), "--init-only")
+        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, check=True,
+                       env=launcher_env(Path(tmp), home=Path(tmp)),
+                       timeout=settings.start_timeout_s + 10, start_new_session=True)
     (profile / INIT_MARKER).write_text("initialised by docworker\n")
-
-
-def _free_port() -> int:
-    from worker.office.instance import free_port
-
-    return free_port()
 
 
 def _fault_message(fault: xmlrpc.client.Fault) -> str:

@@ -106,8 +106,6 @@ class Config:
             r.problems.append(f"PUSH_SERVICE_ACCOUNT is required when AUTH_MODE={auth_mode}")
         if auth_mode == "oidc" and not cfg.auth_audience:
             r.problems.append("AUTH_AUDIENCE is required when AUTH_MODE=oidc")
-        if cfg.output_prefix and cfg.output_bucket in cfg.input_buckets:
-            pass  # our outputs are recognised by prefix + metadata; see job.py
         r.raise_if_any()
         return cfg
 

@@ -1,0 +1,67 @@
+"""Settings are validated once at start and every problem is reported in one error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from worker.config import DEFAULT_SUFFIXES, Config, office_from_env
+from worker.errors import Reason, WorkerError
+
+
+def test_minimal_environment_gives_documented_defaults() -> None:
+    cfg = Config.from_env({"OUTPUT_BUCKET": "out", "AUTH_MODE": "off"})
+    assert cfg.output_bucket == "out"
+    assert cfg.output_prefix == ""
+    assert cfg.input_buckets == ()
+    assert cfg.input_suffixes == DEFAULT_SUFFIXES
+    assert cfg.max_input_bytes == 100 * 2**20
+    assert cfg.port == 8080 and cfg.metrics_port is None
+    assert cfg.shutdown_grace_s == 8.0
+    assert cfg.office.conversion_timeout_s == 120.0
+    assert cfg.office.effective_queue_size == 2 * cfg.office.pool_size
+
+
+def test_every_bad_setting_is_reported_at_once() -> None:
+    env = {"PORT": "99999", "POOL_SIZE": "0", "AUTH_MODE": "maybe", "CONVERSION_TIMEOUT_S": "soon",
+           "UPDATE_INDEXES": "perhaps"}
+    with pytest.raises(WorkerError) as info:
+        Config.from_env(env)
+    assert info.value.reason == Reason.BAD_CONFIG
+    for name in ("OUTPUT_BUCKET", "PORT", "POOL_SIZE", "AUTH_MODE", "CONVERSION_TIMEOUT_S", "UPDATE_INDEXES"):
+        assert name in info.value.message
+
+
+def test_auth_modes_require_their_settings() -> None:
+    with pytest.raises(WorkerError) as info:
+        Config.from_env({"OUTPUT_BUCKET": "out", "AUTH_MODE": "oidc"})
+    assert "PUSH_SERVICE_ACCOUNT" in info.value.message and "AUTH_AUDIENCE" in info.value.message
+    with pytest.raises(WorkerError, match="PUSH_SERVICE_ACCOUNT"):
+        Config.from_env({"OUTPUT_BUCKET": "out"})  # platform is the default and needs the push account
+    cfg = Config.from_env({"OUTPUT_BUCKET": "out", "AUTH_MODE": "platform", "PUSH_SERVICE_ACCOUNT": "p@x.iam"})
+    assert cfg.auth_mode == "platform"
+
+
+def test_lists_are_normalised() -> None:
+    cfg = Config.from_env({"OUTPUT_BUCKET": "out", "AUTH_MODE": "off", "INPUT_BUCKETS": " a, b ,,",
+                           "INPUT_SUFFIXES": "DOCX, .Xlsx", "OUTPUT_PREFIX": "/pdf/"})
+    assert cfg.input_buckets == ("a", "b")
+    assert cfg.input_suffixes == (".docx", ".xlsx")
+    assert cfg.output_prefix == "pdf"
+
+
+def test_office_settings_alone_need_no_bucket() -> None:
+    office = office_from_env({"POOL_SIZE": "3", "MAX_OFFICE_RSS_MB": "512", "QUEUE_SIZE": "7"})
+    assert (office.pool_size, office.max_rss_mb, office.effective_queue_size) == (3, 512, 7)
+
+
+def test_serve_with_bad_settings_exits_2_with_one_line_and_no_traceback() -> None:
+    env = {"PATH": "/usr/bin:/bin", "PORT": "nope", "AUTH_MODE": "off"}
+    proc = subprocess.run([sys.executable, "-m", "worker", "serve"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad_config" in lines[0] and "OUTPUT_BUCKET" in lines[0] and "PORT" in lines[0]
+    assert "Traceback" not in proc.stderr

@@ -25,3 +25,40 @@ def test_demo_converts_the_sample_and_stops_every_process(tmp_path: Path) -> Non
     assert len(pids) >= 3, out  # emulator, fake-gcs, worker
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or group_members(pid) == [], f"pid {pid} survived the demo"
+
+
+def test_demo_keeps_running_until_ctrl_c_then_stops_everything() -> None:
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker", "demo", "tests/data/sample.docx"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    seen: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "See the results" in line:
+                break
+        out = "".join(seen)
+        assert "PDF ready" in out, out
+        time.sleep(1)
+        assert proc.poll() is None, "the demo should keep running for more uploads"
+        os.kill(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(seen) + rest
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
+    assert len(pids) >= 3, out
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or group_members(pid) == [], f"pid {pid} survived Ctrl-C"

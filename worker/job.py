@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import shutil
 import tempfile
 import threading
 import time
@@ -162,7 +163,11 @@ class Job:
         self.clock = clock
         self.now = now
         self.attempts = AttemptCounter()
-        (config.office.work_dir / "jobs").mkdir(parents=True, exist_ok=True)
+        jobs = config.office.work_dir / "jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        # A worker killed mid-job (SIGKILL, OOM) never ran its `finally`: its temp dirs are nobody's now.
+        for stale in jobs.glob("job-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def run(self, event: ObjectEvent) -> JobResult:
         ignored = ignore_reason(self.config, event)

@@ -376,3 +376,13 @@ def test_output_names_never_exceed_the_gcs_name_limit() -> None:
     assert fitted.endswith(".error.json") and fitted.startswith("incoming/é")
     assert fitted == fit_object_name(long_name, ".error.json")  # stable, so redeliveries find the same record
     assert fit_object_name("incoming/a", ".pdf") == "incoming/a.pdf"  # short names are untouched
+
+
+def test_temp_dirs_of_a_killed_worker_are_removed_at_start(tmp_path: Path, store: FakeStore, pool: FakePool) -> None:
+    """A SIGKILLed worker never runs its `finally` (seen in the stress campaign's chaos scenario)."""
+    stale = tmp_path / "jobs" / "job-abc123"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "input").write_bytes(b"x" * 10)
+    config = Config(output_bucket=OUT, office=OfficeSettings(work_dir=tmp_path))
+    Job(config, pool, store)  # type: ignore[arg-type]
+    assert list((tmp_path / "jobs").iterdir()) == []

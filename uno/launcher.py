@@ -6,20 +6,26 @@ Why not stock `unoserver`: it sleeps 5 s before serving, loads documents without
 LibreOffice 7.4 abort on spreadsheets), and exits with status 0 on every failure. This launcher starts
 soffice.bin directly (no shell script, no oosplash), polls the UNO socket every 50 ms, loads hidden with macros
 off, and exits non-zero as soon as the office dies, so the supervisor always sees why it went away.
+
+It also dies with the worker: the group has its own session (so the supervisor can kill it whole), which means a
+SIGKILLed worker would leave it and soffice.bin behind as orphans. The launcher polls its parent PID and stops the
+office when the worker is gone; soffice.bin gets PR_SET_PDEATHSIG=SIGKILL, so it cannot outlive the launcher either.
 """
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from xmlrpc.server import SimpleXMLRPCServer
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 # Exit codes the supervisor reads.
 EXIT_OFFICE_DIED = 3
 EXIT_START_FAILED = 4
+EXIT_PARENT_GONE = 5
 # soffice.bin asks its parent to restart it (first start on a new profile); oosplash normally does this.
 SOFFICE_RESTART_CODE = 81
 
@@ -33,6 +39,7 @@ def parse_args():
     p.add_argument("--unoserver-path", default="", help="directory holding the unoserver package")
     p.add_argument("--start-timeout", type=float, default=60.0)
     p.add_argument("--init-only", action="store_true", help="initialise the profile, then exit 0")
+    p.add_argument("--parent-pid", type=int, default=0, help="stop the office and exit when this process is gone")
     return p.parse_args()
 
 
@@ -44,7 +51,35 @@ def start_soffice(args):
         "-env:UserInstallation=file://" + os.path.abspath(args.profile),
         f"--accept=socket,host=127.0.0.1,port={args.uno_port},tcpNoDelay=1;urp;StarOffice.ComponentContext",
     ]
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    office = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    OFFICE[0] = office
+    return office
+
+
+PR_SET_PDEATHSIG = 1
+OFFICE = [None]  # the current soffice.bin Popen, for the parent watch
+
+
+def _die_with_parent():
+    """In the soffice.bin child before exec: SIGKILL when the launcher's main thread (which starts it) dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def watch_parent(parent_pid):
+    """The worker was killed (SIGKILL leaves no chance to stop us): we were re-parented, so stop the office."""
+    while True:
+        time.sleep(0.2)
+        if os.getppid() != parent_pid:
+            STOPPING.set()
+            office = OFFICE[0]
+            if office is not None:
+                office.kill()
+                office.wait()
+            print("launcher: the worker went away; office stopped", file=sys.stderr, flush=True)
+            os._exit(EXIT_PARENT_GONE)
 
 
 def connect(args, office):
@@ -65,7 +100,7 @@ def connect(args, office):
         try:
             return office, UnoConverter("127.0.0.1", str(args.uno_port))
         except Exception:  # NoConnectException until the socket is up
-            time.sleep(0.05)
+            time.sleep(0.02)
     print("launcher: office did not answer in time", file=sys.stderr, flush=True)
     office.kill()
     sys.exit(EXIT_START_FAILED)
@@ -107,6 +142,10 @@ def main():
     args = parse_args()
     if args.unoserver_path:
         sys.path.append(args.unoserver_path)
+    if args.parent_pid:
+        if os.getppid() != args.parent_pid:
+            sys.exit(EXIT_PARENT_GONE)
+        threading.Thread(target=watch_parent, args=(args.parent_pid,), daemon=True).start()
     office = start_soffice(args)
     office, converter = connect(args, office)
     converter.desktop = HiddenDesktop(converter.desktop)
@@ -135,6 +174,9 @@ def main():
         )
         return True
 
+    # HTTP/1.1: the supervisor keeps one connection per instance open instead of a TCP handshake per call
+    # (it is the only client, so this single-threaded server serving that connection blocks nobody).
+    SimpleXMLRPCRequestHandler.protocol_version = "HTTP/1.1"
     server = SimpleXMLRPCServer(("127.0.0.1", args.port), allow_none=True, logRequests=False)
     server.register_function(ping)
     server.register_function(convert)

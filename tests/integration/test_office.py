@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -323,3 +325,109 @@ def test_stop_leaves_no_process_group_members(tmp_path: Path, template: Path) ->
     assert [group_members(pgid) for pgid in pgids if pgid is not None] == [[], []]
     assert office_pids_under(settings.work_dir) == []
     assert not pool.ready()
+
+
+def test_offices_die_with_a_sigkilled_worker(tmp_path: Path, template: Path) -> None:
+    """The launcher runs in its own session (for group kills), so nothing kills it with the worker: it must notice."""
+    work = tmp_path / "work"
+    child = (
+        "import sys; from pathlib import Path; "
+        "from tests.integration.conftest_office import office_settings; from worker.office import OfficePool; "
+        "pool = OfficePool(office_settings(Path(sys.argv[1]), Path(sys.argv[2]), pool_size=2)); pool.start(); "
+        "print('READY', flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child, str(work), str(template)],
+        cwd=Path(__file__).resolve().parents[2], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+        offices = office_pids_under(work)
+        launchers = launcher_pids_under(work)
+        assert len(offices) == 2 and len(launchers) == 2, (offices, launchers)
+        proc.kill()
+        proc.wait(10)
+        wait_until(lambda: not office_pids_under(work) and not launcher_pids_under(work), 5,
+                   "the offices of a SIGKILLed worker to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in office_pids_under(work) + launcher_pids_under(work):  # never leave orphans, even on failure
+            os.kill(pid, 9)
+
+
+def launcher_pids_under(path: Path) -> list[int]:
+    """Live uno/launcher.py processes whose command line mentions `path`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"launcher.py" in cmdline and str(path).encode() in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_convert_is_sent_once_even_when_the_connection_drops(tmp_path: Path) -> None:
+    """xmlrpc.client re-sends a request once on a reset kept-alive connection; a conversion must never go twice.
+
+    A fake launcher answers one ping (HTTP/1.1, kept alive), closes that idle connection (our transport must notice
+    before sending, and reconnect), then drops the convert request without answering (must not be re-sent).
+    """
+    import socket
+
+    from worker.config import OfficeSettings
+    from worker.office.instance import OfficeInstance
+
+    inst = OfficeInstance(OfficeSettings(work_dir=tmp_path), "fake", tmp_path, io.BytesIO())
+    listener = socket.create_server(("127.0.0.1", inst.ports.rpc))
+    listener.settimeout(10)
+    requests: list[bytes] = []
+    ping_reply = (b"<?xml version='1.0'?><methodResponse><params><param><value><struct><member><name>office_pid"
+                  b"</name><value><int>1</int></value></member></struct></value></param></params></methodResponse>")
+
+    def read_request(conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        lengths = [line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+        length = int(lengths[0])
+        while len(body) < length:
+            body += conn.recv(65536)
+        return body
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        requests.append(read_request(conn))
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(ping_reply), ping_reply))
+        time.sleep(0.2)
+        conn.close()  # the idle kept-alive connection goes away
+        for _ in range(2):
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                return
+            requests.append(read_request(conn))
+            conn.close()  # dropped without an answer, like an office that died mid-request
+            listener.settimeout(1.5)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        assert inst.ping(timeout=5)["office_pid"] == 1
+        time.sleep(0.5)
+        with pytest.raises(OSError):
+            inst.convert(tmp_path / "in.docx", tmp_path / "out.pdf", None, timeout=5)
+    finally:
+        server.join(10)
+        listener.close()
+    assert [b"<methodName>convert" in r for r in requests] == [False, True], requests

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import http.client
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import xmlrpc.client
 from dataclasses import dataclass
@@ -38,17 +40,44 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class _TimeoutTransport(xmlrpc.client.Transport):
-    """unoserver's client has no socket timeout; a hung office would hang the caller forever."""
+class _Transport(xmlrpc.client.Transport):
+    """One kept-alive HTTP connection per instance, a socket timeout per call, and never a second attempt.
 
-    def __init__(self, timeout: float) -> None:
+    unoserver's client has no socket timeout (a hung office would hang the caller forever), and the stock
+    Transport re-sends a request once when a cached connection turns out reset: for convert() that could run a
+    conversion twice, the second time on an office that restarted in between. Here a connection the server has
+    closed while idle is noticed *before* sending (it turns readable), and any error after sending is the caller's.
+    """
+
+    def __init__(self) -> None:
         super().__init__()
-        self._timeout = timeout
+        self.timeout = 10.0
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        cached = self._connection[1]
+        if cached is not None and cached.sock is not None and _peer_closed(cached.sock):
+            self.close()  # nothing was sent on it: reconnecting is not a retry
         conn = super().make_connection(host)
-        conn.timeout = self._timeout
+        conn.timeout = self.timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(self.timeout)
         return conn
+
+    def request(self, host: Any, handler: Any, request_body: Any, verbose: bool = False) -> Any:
+        try:
+            return self.single_request(host, handler, request_body, verbose)
+        except BaseException:
+            self.close()  # a half-read response must never be taken for the next call's answer
+            raise
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """An idle request/response connection is readable only when the peer closed it (EOF) or reset it."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 class OfficeInstance:
@@ -64,6 +93,11 @@ class OfficeInstance:
         self.popen: subprocess.Popen[bytes] | None = None
         self.office_pid: int | None = None
         self._osl_pipes: list[str] = []
+        self._transport = _Transport()
+        self._rpc = xmlrpc.client.ServerProxy(
+            f"http://127.0.0.1:{self.ports.rpc}/RPC2", transport=self._transport, allow_none=True
+        )
+        self._rpc_lock = threading.Lock()  # one request at a time on the one connection
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -79,7 +113,7 @@ class OfficeInstance:
         )
 
     def wait_ready(self, timeout: float) -> None:
-        """Readiness is a real UNO round trip, polled every 50 ms: no fixed sleeps."""
+        """Readiness is a real UNO round trip, polled every 10 ms: no fixed sleeps."""
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -92,7 +126,7 @@ class OfficeInstance:
                 return
             except (OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
                 last = exc
-                time.sleep(0.05)
+                time.sleep(0.01)
         raise OfficeStartError(f"{self.name}: not ready after {timeout:.0f} s ({last!r})")
 
     def stop(self, grace: float = 2.0) -> None:
@@ -100,7 +134,8 @@ class OfficeInstance:
         popen = self.popen
         if popen is not None:
             pgid = popen.pid
-            _signal_group(pgid, signal.SIGTERM)
+            # grace=0: a recycled instance that is idle has nothing to finish; its profile is thrown away anyway.
+            _signal_group(pgid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
             try:
                 popen.wait(grace)
             except subprocess.TimeoutExpired:
@@ -119,6 +154,7 @@ class OfficeInstance:
             while group_members(pgid) and time.monotonic() < deadline:
                 _signal_group(pgid, signal.SIGKILL)
                 time.sleep(0.05)
+        self._transport.close()
         for path in self._osl_pipes:
             try:
                 os.unlink(path)
@@ -155,18 +191,22 @@ class OfficeInstance:
 
     # -- calls -----------------------------------------------------------------------------------
 
-    def _proxy(self, timeout: float) -> xmlrpc.client.ServerProxy:
-        return xmlrpc.client.ServerProxy(
-            f"http://127.0.0.1:{self.ports.rpc}/RPC2", transport=_TimeoutTransport(timeout), allow_none=True
-        )
+    def _call(self, timeout: float, method: str, *params: Any) -> Any:
+        with self._rpc_lock:
+            self._transport.timeout = timeout
+            return getattr(self._rpc, method)(*params)
 
     def ping(self, timeout: float) -> dict[str, Any]:
-        result = self._proxy(timeout).ping()
+        result = self._call(timeout, "ping")
         assert isinstance(result, dict)
         return result
 
     def convert(self, src: Path, dst: Path, import_filter: str | None, timeout: float) -> None:
-        self._proxy(timeout).convert(str(src), str(dst), import_filter or "", self.settings.update_indexes)
+        self._call(timeout, "convert", str(src), str(dst), import_filter or "", self.settings.update_indexes)
+
+    def close_connection(self) -> None:
+        with self._rpc_lock:
+            self._transport.close()
 
 
 def launcher_command(settings: OfficeSettings, profile: Path, ports: Ports, *extra: str) -> list[str]:
@@ -176,7 +216,7 @@ def launcher_command(settings: OfficeSettings, profile: Path, ports: Ports, *ext
         "--port", str(ports.rpc), "--uno-port", str(ports.uno),
         "--profile", str(profile), "--soffice", settings.soffice,
         "--unoserver-path", str(Path(unoserver.__file__).resolve().parent.parent),
-        "--start-timeout", str(settings.start_timeout_s), *extra,
+        "--start-timeout", str(settings.start_timeout_s), "--parent-pid", str(os.getpid()), *extra,
     ]
 
 

@@ -39,7 +39,13 @@ from worker.office.instance import (
 log = logging.getLogger(__name__)
 
 PROBE_DIR = Path(__file__).parent / "probe"
-PROBE_DOCS = ("probe.fodt", "probe.fods", "probe.fodp")  # one per family: warms text, spreadsheet, presentation
+# One per family: text, spreadsheet, presentation. OOXML, because that is what arrives and its import filters are
+# separate modules: after flat-ODF probes the first .docx still cost ~4x a warm one (bench/README.md, Performance).
+# Loaded with the import filter sniff picks, as real jobs are: the first load naming a filter also builds
+# unoserver's filter table, which otherwise lands on the first request.
+PROBE_DOCS = ("probe.docx", "probe.xlsx", "probe.pptx")
+PROBE_FILTERS = {"probe.docx": "MS Word 2007 XML", "probe.xlsx": "Calc MS Excel 2007 XML",
+                 "probe.pptx": "Impress MS PowerPoint 2007 XML"}
 INIT_MARKER = ".docworker-initialised"
 
 
@@ -93,6 +99,10 @@ class _Slot:
         self.restarts = 0
         self.last_ok: float | None = None
         self.use = threading.Lock()  # held by a conversion or a health ping: one request per office
+        self.building = False  # a replacement (or the first instance) is being started; guarded by `use`
+        self.warming = False  # proven by a real conversion, still loading the other families' modules
+        self.cold: list[str] = []  # probe documents of families not loaded yet (warmed when nobody waits)
+        self.started = threading.Event()  # the first start reached "proven" (or gave up)
 
 
 class OfficePool:
@@ -100,6 +110,8 @@ class OfficePool:
 
     HEALTH_INTERVAL_S = 5.0
     MONITOR_INTERVAL_S = 0.25
+    SPARE_LEAD_MAX = 50
+    SPARE_AT_RSS_FRACTION = 0.8
 
     def __init__(self, settings: OfficeSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -120,19 +132,24 @@ class OfficePool:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self, wait: bool = True) -> None:
-        """Start every instance in parallel; with wait=True return once all are ready (raise if none is)."""
+        """Start every instance in parallel; with wait=True return once all are proven (raise if none is).
+
+        An instance is proven, and the pool ready, after its first real conversion (the text probe); the
+        spreadsheet and presentation modules then load in the background before it takes work, so `/ready` does
+        not wait for them and the first request of each family does not pay for them either.
+        """
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.settings.work_dir / "office.log", "ab")  # noqa: SIM115 (closed in stop)
         self._template = self._prepare_profile()
-        threads = [threading.Thread(target=self._restart, args=(slot, None), daemon=True) for slot in self._slots]
-        for t in threads:
-            t.start()
+        for slot in self._slots:
+            slot.building = True
+            threading.Thread(target=self._build, args=(slot, None), daemon=True).start()
         self._monitor = threading.Thread(target=self._watch, name="office-monitor", daemon=True)
         self._monitor.start()
         if wait:
-            for t in threads:
-                t.join()
-            if not any(s.state in (State.IDLE, State.BUSY) for s in self._slots):
+            for slot in self._slots:
+                slot.started.wait()
+            if not any(s.state in (State.IDLE, State.BUSY) or s.warming for s in self._slots):
                 raise WorkerError(Reason.OFFICE_UNAVAILABLE, "no office instance became ready; see office.log")
 
     def stop(self) -> None:
@@ -140,12 +157,15 @@ class OfficePool:
         with self._lock:
             self._closed = True
         self._stop.set()
+        for slot in self._slots:
+            slot.started.set()
         if self._monitor is not None:
             self._monitor.join(timeout=5)
         for slot in self._slots:
             with slot.use if slot.state != State.BUSY else contextlib.nullcontext():
                 slot.instance = None
                 slot.state = State.STOPPED
+                slot.warming = False
         # Includes instances still starting or restarting: a stop during start must not leave orphans.
         with self._live_lock:
             live = list(self._live)
@@ -181,15 +201,19 @@ class OfficePool:
             if self._closed:
                 raise WorkerError(Reason.SHUTTING_DOWN, "the office pool is shutting down")
             # Fail fast instead of growing without bound (peers' pain point: queues that hide overload).
-            if self._waiting >= self.settings.effective_queue_size:
+            # An idle office is capacity a waiter is about to take: without counting it, a request that came
+            # back right after its own conversion saw the previous waiter still queued and got a false 429.
+            idle = sum(1 for s in self._slots if s.state == State.IDLE)
+            if self._waiting - idle >= self.settings.effective_queue_size:
                 raise WorkerError(Reason.QUEUE_FULL, f"{self._waiting} conversions already waiting for an office")
             self._waiting += 1
         t0 = self.clock()
         try:
-            slot = self._borrow()
-        finally:
+            slot = self._borrow()  # stops counting as waiting in the same step that makes the slot busy
+        except BaseException:
             with self._lock:
                 self._waiting -= 1
+            raise
         waited = self.clock() - t0
         try:
             t1 = self.clock()
@@ -214,7 +238,9 @@ class OfficePool:
             if slot.epoch != epoch or slot.state != State.IDLE:
                 slot.use.release()  # a stale ticket: that instance was restarted since it was queued
                 continue
-            slot.state = State.BUSY
+            with self._lock:
+                slot.state = State.BUSY
+                self._waiting -= 1
             return slot
 
     def _convert_on(self, slot: _Slot, src: Path, dst: Path, import_filter: str | None) -> None:
@@ -240,12 +266,24 @@ class OfficePool:
         slot.conversions += 1
         slot.last_ok = self.clock()
         # Planned recycles bound memory growth (probe: RSS climbs per new kind of document, then plateaus).
+        # A spare starts shortly before the limit and replaces the instance once it is warm, so a recycle costs
+        # no wait; only when the limit comes first is the old instance taken out of service at once.
+        rss, ceiling = inst.rss_bytes(), self.settings.max_rss_mb * 2**20
         if slot.conversions >= self.settings.max_conversions:
             self._recycle(slot, RestartReason.MAX_CONVERSIONS)
-        elif inst.rss_bytes() > self.settings.max_rss_mb * 2**20:
+        elif rss > ceiling:
             self._recycle(slot, RestartReason.MEMORY)
         else:
+            if not slot.building:
+                if slot.conversions >= self.settings.max_conversions - self._spare_lead():
+                    self._start_spare(slot, RestartReason.MAX_CONVERSIONS)
+                elif rss > ceiling * self.SPARE_AT_RSS_FRACTION:
+                    self._start_spare(slot, RestartReason.MEMORY)
             self._release_idle(slot)
+
+    def _spare_lead(self) -> int:
+        """How many conversions before the limit the spare starts (it needs ~1.5 s, i.e. dozens of small jobs)."""
+        return max(1, min(self.SPARE_LEAD_MAX, self.settings.max_conversions // 10))
 
     def _still_healthy(self, inst: OfficeInstance) -> bool:
         if not inst.alive():
@@ -263,22 +301,77 @@ class OfficePool:
         self._idle.put((slot, slot.epoch))
 
     def _recycle(self, slot: _Slot, reason: RestartReason) -> None:
-        """Take the slot out of service now and restart it in the background; callers never wait for a restart."""
-        slot.state = State.RESTARTING
-        slot.epoch += 1
-        threading.Thread(target=self._restart, args=(slot, reason), daemon=True).start()
+        """Take the slot out of service now; a replacement starts in the background (callers never wait for it).
 
-    def _restart(self, slot: _Slot, reason: RestartReason | None) -> None:
-        if reason is not None:
-            self.restarts[reason.value] += 1
-            slot.restarts += 1
-            log.warning("restarting office %d: %s", slot.index, reason.value)
+        The caller holds slot.use. If a spare is already starting for this slot, it takes over when proven.
+        """
+        self.restarts[reason.value] += 1
+        slot.restarts += 1
+        log.warning("restarting office %d: %s", slot.index, reason.value)
+        slot.state = State.RESTARTING
+        slot.warming = False
+        slot.epoch += 1
         old, slot.instance = slot.instance, None
         if old is not None:
-            self._stop_instance(old)
+            threading.Thread(target=self._discard, args=(old,), daemon=True).start()
+        if not slot.building:
+            slot.building = True
+            threading.Thread(target=self._build, args=(slot, None), daemon=True).start()
+
+    def _start_spare(self, slot: _Slot, reason: RestartReason) -> None:
+        """Start the replacement of an instance that keeps serving until the spare is warm (caller holds use)."""
+        slot.building = True
+        threading.Thread(target=self._build, args=(slot, reason), daemon=True).start()
+
+    def _build(self, slot: _Slot, spare_for: RestartReason | None) -> None:
+        """Start an instance for `slot` until one is proven by a real conversion, then put it in service."""
+        try:
+            proven = self._start_proven(slot)
+            if proven is None:
+                return
+            inst, fully_warm = proven
+            with slot.use:  # waits for a conversion still running on the instance being replaced
+                if self._stop.is_set():
+                    slot.building = False
+                    self._stop_instance(inst)
+                    return
+                old = slot.instance
+                if old is not None and spare_for is not None:
+                    # the planned recycle happens now, before the old instance ran into its limit
+                    self.restarts[spare_for.value] += 1
+                    slot.restarts += 1
+                    log.info("office %d replaced by its spare: %s", slot.index, spare_for.value)
+                slot.instance = inst
+                slot.epoch += 1
+                slot.conversions = 0
+                slot.last_ok = self.clock()
+                slot.building = False
+                slot.cold = [] if fully_warm else list(PROBE_DOCS[1:])
+                epoch = slot.epoch
+                # A spare that replaces a serving instance warms every family first (no one waits for it); an
+                # instance the slot waits for takes work after the first probe and warms the others meanwhile.
+                warm_now = not fully_warm
+                if warm_now:
+                    slot.state = State.STARTING
+                    slot.warming = True
+            if old is not None:
+                self._discard(old)
+            slot.started.set()
+            if warm_now:
+                self._warm(slot, inst, epoch)
+            else:
+                with slot.use:
+                    if slot.epoch == epoch and not self._stop.is_set():
+                        self._release_idle(slot)
+        finally:
+            slot.started.set()
+
+    def _start_proven(self, slot: _Slot) -> tuple[OfficeInstance, bool] | None:
+        """A started instance that converted the text probe (and, for a spare, every probe); None when stopping."""
         backoff = 0.5
         while not self._stop.is_set():
-            inst = OfficeInstance(self.settings, f"{slot.index}-{slot.epoch}", self._template_path(), self._logfile())
+            inst = OfficeInstance(self.settings, f"{slot.index}-{slot.epoch}-{time.monotonic_ns()}",
+                                  self._template_path(), self._logfile())
             with self._live_lock:
                 self._live.add(inst)
             try:
@@ -286,7 +379,11 @@ class OfficePool:
                 inst.wait_ready(self.settings.start_timeout_s)
                 # After any restart prove the office with a real conversion before it takes work
                 # (seen: a stale lock file made every later conversion fail while pings still answered).
-                self._probe(inst)
+                self._probe(inst, PROBE_DOCS[:1])
+                spare = slot.instance is not None
+                if spare:  # the slot is served meanwhile, so no one waits: warm every family before the swap
+                    self._probe(inst, PROBE_DOCS[1:])
+                return inst, spare
             except (OfficeStartError, OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
                 log.error("office %d failed to start: %s", slot.index, exc)
                 if not self._stop.is_set():
@@ -294,28 +391,61 @@ class OfficePool:
                 self._stop_instance(inst)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-                continue
-            with slot.use:
-                if self._stop.is_set():
-                    self._stop_instance(inst)
-                    return
-                slot.instance = inst
-                slot.conversions = 0
+        with slot.use:
+            slot.building = False
+        return None
+
+    def _warm(self, slot: _Slot, inst: OfficeInstance, epoch: int) -> None:
+        """Load the other families' modules (their first conversion costs ~3x a warm one), then take work.
+
+        Warming yields to real work: once a request waits, the instance takes it and the monitor warms the rest
+        of the families later, one probe at a time while nobody waits.
+        """
+        failed = None
+        while slot.cold and self._waiting == 0 and not self._stop.is_set():
+            failed = self._warm_one(slot, inst)
+            if failed is not None:
+                break
+        with slot.use:
+            if slot.epoch != epoch or self._stop.is_set():
+                return
+            slot.warming = False
+            if failed is not None:
+                self._recycle(slot, failed)
+            else:
                 slot.last_ok = self.clock()
                 self._release_idle(slot)
-            return
+
+    def _warm_one(self, slot: _Slot, inst: OfficeInstance) -> RestartReason | None:
+        try:
+            self._probe(inst, (slot.cold[0],))
+        except (OfficeStartError, OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
+            if not self._stop.is_set():
+                log.error("office %d failed while warming: %s", slot.index, exc)
+            if inst.popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    inst.popen.wait(1.0)  # the launcher exits right after its office dies
+            return RestartReason.EXIT if not inst.alive() else RestartReason.UNHEALTHY
+        slot.cold.pop(0)
+        return None
+
+    def _discard(self, inst: OfficeInstance) -> None:
+        """Kill an instance out of service at once: nothing runs on it and its directory is thrown away."""
+        inst.stop(grace=0)
+        with self._live_lock:
+            self._live.discard(inst)
 
     def _stop_instance(self, inst: OfficeInstance) -> None:
         inst.stop()
         with self._live_lock:
             self._live.discard(inst)
 
-    def _probe(self, inst: OfficeInstance) -> None:
+    def _probe(self, inst: OfficeInstance, docs: tuple[str, ...] = PROBE_DOCS) -> None:
         out = inst.dir / "tmp" / "probe-out"
         out.mkdir(exist_ok=True)
-        for name in PROBE_DOCS:
+        for name in docs:
             dst = out / (name + ".pdf")
-            inst.convert(PROBE_DIR / name, dst, None, timeout=self.settings.start_timeout_s)
+            inst.convert(PROBE_DIR / name, dst, PROBE_FILTERS[name], timeout=self.settings.start_timeout_s)
             if not dst.read_bytes().startswith(b"%PDF"):
                 raise OfficeStartError(f"{inst.name}: probe conversion of {name} produced no PDF")
             dst.unlink()
@@ -333,6 +463,12 @@ class OfficePool:
                     if not inst.alive():
                         # unoserver exits 0 on crash, timeout and stop-after alike: restart on ANY exit.
                         self._recycle(slot, RestartReason.EXIT)
+                    elif slot.cold and self._waiting == 0:
+                        failed = self._warm_one(slot, inst)  # a real conversion: it refreshes last_ok too
+                        if failed is not None:
+                            self._recycle(slot, failed)
+                        else:
+                            slot.last_ok = self.clock()
                     elif slot.last_ok is None or self.clock() - slot.last_ok > self.HEALTH_INTERVAL_S:
                         if self._still_healthy(inst):
                             slot.last_ok = self.clock()
@@ -367,7 +503,7 @@ class OfficePool:
         for s in self._slots:
             if s.state == State.BUSY:
                 return True
-            if s.state == State.IDLE and s.last_ok is not None and self.clock() - s.last_ok < limit:
+            if (s.state == State.IDLE or s.warming) and s.last_ok is not None and self.clock() - s.last_ok < limit:
                 return True
         return False
 

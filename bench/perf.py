@@ -1,0 +1,607 @@
+"""The performance targets, measured side by side for two source trees in one run (e.g. HEAD vs the working tree).
+
+    git archive HEAD | tar -x -C /tmp/docworker-base          # the "before" tree (read-only git)
+    .venv/bin/python bench/perf.py --baseline /tmp/docworker-base [--quick] [--json out.json]
+
+Every measurement runs each tree in its own child process (`python bench/perf.py --child KIND --tree T`, with T
+first on sys.path), trees alternated round by round (order reversed every other round) so machine drift hits both.
+The same interpreter, LibreOffice, initialised profile template and documents are used for both trees.
+
+  ready      `python -m worker serve` (POOL_SIZE 1 and 2, AUTH_MODE=off, initialised template) from Popen to the
+             first 200 on /ready (polled every 10 ms) and to every instance idle ("warm"); next to it, bare
+             `soffice.bin --accept` on a copy of the same profile until a UNO connection succeeds (/usr/bin/python3).
+  families   a pool of 1 started in-process; the moment it is ready, one docx, one xlsx, one pptx (the first of each
+             family), then 6 more of each (steady = median of the last 5): first / steady per family.
+  throughput 40 x 1-page docx through 3 client threads (pool of 1: one converts, two
+             wait; the default queue holds 2 x POOL_SIZE) on a pool of 1 and a pool of 2 (both started, alternated, 3
+             rounds): conversions/s and the number of failed requests.
+  hol        pool of 2: 100 sequential 1-page conversions idle, then 100 while another thread converts the 100-page
+             document back to back: p50/p99 and busy/idle p99.
+  memory     pool of 2 with the default recycling (500 conversions): 2,000 mixed conversions (9 sample formats +
+             10-page docx) through 2 threads; failures, restarts, soffice.bin RSS per instance, worker RSS, and every
+             request's latency over the median of its document (spikes around recycles show up here).
+
+The push path (target 3) is bench/e2e.py; with --e2e this script runs it for both trees too.
+Nothing here listens on anything but 127.0.0.1; every process started is stopped by its own PID/process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = REPO / "tests" / "data"
+DOC1, DOC10, DOC100 = DATA / "sample.docx", DATA / "sample-10pages.docx", DATA / "sample-100pages.docx"
+FAMILY_DOCS = {"text": DATA / "sample.docx", "spreadsheet": DATA / "sample.xlsx", "presentation": DATA / "sample.pptx"}
+MIXED = [DATA / f"sample.{ext}" for ext in ("docx", "doc", "odt", "rtf", "xlsx", "xls", "ods", "pptx", "ppt")] + [DOC10]
+SOFFICE = "/usr/lib/libreoffice/program/soffice.bin"
+
+
+def pctl(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# children: run inside one tree
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def child_main(kind: str, work: Path, template: Path, quick: bool) -> dict[str, Any]:
+    from worker.config import OfficeSettings
+    from worker.conversion import convert_file
+    from worker.office import OfficePool
+
+    jobs = work / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    counter = [0]
+    lock = threading.Lock()
+
+    def one(pool: OfficePool, src: Path) -> float:
+        with lock:
+            counter[0] += 1
+            n = counter[0]
+        t0 = time.perf_counter()
+        convert_file(pool, src, jobs / f"{n}.pdf", src.name, jobs)
+        t = time.perf_counter() - t0
+        (jobs / f"{n}.pdf").unlink()
+        return t
+
+    def settings(name: str, **kw: Any) -> OfficeSettings:
+        return OfficeSettings(work_dir=work / name, profile_template=template, **kw)
+
+    def parallel(pool: OfficePool, docs: list[Path], threads: int) -> tuple[list[tuple[Path, float, float]], int]:
+        todo = list(docs)
+        out: list[tuple[Path, float, float]] = []
+        failures = [0]
+
+        def client() -> None:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    src = todo.pop()
+                start = time.perf_counter()
+                try:
+                    out.append((src, start, one(pool, src)))
+                except Exception as exc:  # a failed request is a result here, not a crash of the bench
+                    print(f"perf child: request failed: {exc!r}", file=sys.stderr)
+                    with lock:
+                        failures[0] += 1
+
+        ts = [threading.Thread(target=client) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return out, failures[0]
+
+    if kind == "families":
+        pool = OfficePool(settings("fam", pool_size=1))
+        try:
+            t0 = time.perf_counter()
+            pool.start()
+            ready = time.perf_counter() - t0
+            first = {fam: one(pool, doc) for fam, doc in FAMILY_DOCS.items()}
+            pool.stop()
+            # the same again, but first waiting until every instance is idle (background warm-up finished)
+            pool = OfficePool(settings("fam2", pool_size=1))
+            t0 = time.perf_counter()
+            pool.start()
+            deadline = time.perf_counter() + 30
+            while any(st.state != "idle" for st in pool.status()) and time.perf_counter() < deadline:
+                time.sleep(0.005)
+            warm_s = time.perf_counter() - t0
+            first_warm = {fam: one(pool, doc) for fam, doc in FAMILY_DOCS.items()}
+            steady: dict[str, list[float]] = {fam: [] for fam in FAMILY_DOCS}
+            for _ in range(6):
+                for fam, doc in FAMILY_DOCS.items():
+                    steady[fam].append(one(pool, doc))
+            return {
+                "start_s": ready,
+                "warm_s": warm_s,
+                "first": first,
+                "first_warm": first_warm,
+                "steady": {k: statistics.median(v[1:]) for k, v in steady.items()},
+            }
+        finally:
+            pool.stop()
+
+    if kind == "throughput":
+        pools = {n: OfficePool(settings(f"tp{n}", pool_size=n)) for n in (1, 2)}
+        try:
+            for p in pools.values():
+                p.start()
+            for p in pools.values():
+                parallel(p, [DOC1] * 8, 3)  # warm every instance
+            rates: dict[int, list[float]] = {1: [], 2: []}
+            fails = 0
+            for r in range(2 if quick else 3):
+                for n in (1, 2) if r % 2 == 0 else (2, 1):
+                    t0 = time.perf_counter()
+                    _, f = parallel(pools[n], [DOC1] * 40, 3)
+                    rates[n].append(40 / (time.perf_counter() - t0))
+                    fails += f
+            return {
+                "n1": statistics.median(rates[1]),
+                "n2": statistics.median(rates[2]),
+                "failures": fails,
+                "restarts": sum(sum(p.restarts.values()) for p in pools.values()),
+            }
+        finally:
+            for p in pools.values():
+                p.stop()
+
+    if kind == "hol":
+        pool = OfficePool(settings("hol", pool_size=2))
+        n = 40 if quick else 100
+        try:
+            pool.start()
+            parallel(pool, [DOC1, DOC100] * 4, 2)
+            idle = [one(pool, DOC1) for _ in range(n)]
+            stop = threading.Event()
+            long_runs: list[float] = []
+
+            def long_loop() -> None:
+                while not stop.is_set():
+                    long_runs.append(one(pool, DOC100))
+
+            t = threading.Thread(target=long_loop)
+            t.start()
+            time.sleep(0.05)
+            busy = [one(pool, DOC1) for _ in range(n)]
+            stop.set()
+            t.join()
+            return {
+                "idle_p50": pctl(idle, 0.5),
+                "idle_p99": pctl(idle, 0.99),
+                "busy_p50": pctl(busy, 0.5),
+                "busy_p99": pctl(busy, 0.99),
+                "long_runs": len(long_runs),
+                "n": n,
+            }
+        finally:
+            pool.stop()
+
+    if kind == "memory":
+        total = 300 if quick else 2000
+        pool = OfficePool(settings("mem", pool_size=2))
+        try:
+            pool.start()
+            idle_rss = [s.rss_bytes for s in pool.status()]
+            docs = [MIXED[i % len(MIXED)] for i in range(total)]
+            docs.reverse()  # parallel() pops from the end
+            t0 = time.perf_counter()
+            results, failures = parallel(pool, docs, 2)
+            wall = time.perf_counter() - t0
+            time.sleep(0.5)
+            status = pool.status()
+            by_doc: dict[Path, list[float]] = {}
+            for src, _, t in results:
+                by_doc.setdefault(src, []).append(t)
+            med = {src: statistics.median(v) for src, v in by_doc.items()}
+            rel = [t / med[src] for src, _, t in results]
+            with open("/proc/self/status") as f:
+                vmrss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+            return {
+                "total": total,
+                "wall_s": wall,
+                "failures": failures,
+                "restarts": dict(pool.restarts),
+                "idle_rss_mib": [b / 2**20 for b in idle_rss],
+                "end_rss_mib": [s.rss_bytes / 2**20 for s in status],
+                "conversions_since_start": [s.conversions for s in status],
+                "worker_rss_mib": vmrss / 2**20,
+                "rel_p50": pctl(rel, 0.5),
+                "rel_p99": pctl(rel, 0.99),
+                "rel_max": max(rel),
+                "over_1_3x": sum(1 for x in rel if x > 1.3),
+                "over_2x": sum(1 for x in rel if x > 2.0),
+                "max_rss_mb_setting": pool.settings.max_rss_mb,
+                "max_conversions_setting": pool.settings.max_conversions,
+            }
+        finally:
+            pool.stop()
+
+    raise SystemExit(f"unknown child kind {kind}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# driver
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class Driver:
+    def __init__(self, trees: dict[str, Path], work: Path, quick: bool) -> None:
+        self.trees = trees
+        self.work = work
+        self.quick = quick
+        sys.path.insert(0, str(REPO))
+        from worker.config import OfficeSettings
+        from worker.office.pool import init_profile
+
+        self.template = work / "profile-template"
+        settings = OfficeSettings(work_dir=work)
+        shutil.copytree(settings.uno_dir / "profile", self.template)
+        init_profile(settings, self.template, None)
+        self.seq = 0
+
+    def order(self, r: int) -> list[str]:
+        names = list(self.trees)
+        return names if r % 2 == 0 else names[::-1]
+
+    def child(self, tree: str, kind: str) -> dict[str, Any]:
+        self.seq += 1
+        work = self.work / f"{kind}-{tree}-{self.seq}"
+        env = dict(os.environ, PYTHONPATH=str(self.trees[tree]), TMPDIR=str(self.work / "tmp"))
+        cmd = [
+            sys.executable,
+            str(HERE / "perf.py"),
+            "--child",
+            kind,
+            "--tree",
+            str(self.trees[tree]),
+            "--child-work",
+            str(work),
+            "--template",
+            str(self.template),
+        ] + (["--quick"] if self.quick else [])
+        proc = subprocess.run(cmd, env=env, cwd=self.trees[tree], capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise SystemExit(f"perf: child {kind} on {tree} failed:\n{proc.stderr[-3000:]}")
+        shutil.rmtree(work, ignore_errors=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    # -- target 1 --------------------------------------------------------------------------------------------------
+
+    def ready_once(self, tree: str, pool_size: int) -> tuple[float, float]:
+        self.seq += 1
+        port = _free_port()
+        work = self.work / f"ready-{tree}-{self.seq}"
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(self.trees[tree]),
+            TMPDIR=str(self.work / "tmp"),
+            HOST="127.0.0.1",
+            PORT=str(port),
+            OUTPUT_BUCKET="bench-out",
+            AUTH_MODE="off",
+            POOL_SIZE=str(pool_size),
+            WORK_DIR=str(work),
+            OFFICE_PROFILE_TEMPLATE=str(self.template),
+            LOG_FORMAT="json",
+            STORAGE_EMULATOR_HOST="http://127.0.0.1:9",
+        )
+        env.pop("PUBSUB_EMULATOR_HOST", None)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "serve"],
+            env=env,
+            cwd=self.trees[tree],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        ready = warm = None
+        try:
+            deadline = t0 + 60
+            while time.perf_counter() < deadline and warm is None:
+                if proc.poll() is not None:
+                    raise SystemExit(f"perf: worker serve ({tree}) exited with {proc.returncode}")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
+                        body = json.loads(resp.read())
+                        now = time.perf_counter() - t0
+                        ready = ready if ready is not None else now
+                        if all(i["state"] == "idle" for i in body["instances"]):
+                            warm = now
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.01)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            shutil.rmtree(work, ignore_errors=True)
+        if ready is None or warm is None:
+            raise SystemExit(f"perf: worker serve ({tree}) never got ready")
+        return ready, warm
+
+    def bare_soffice_once(self) -> float:
+        """Bare soffice.bin --accept on a copy of the same profile until a UNO connection succeeds."""
+        self.seq += 1
+        prof = self.work / f"bare-{self.seq}"
+        shutil.copytree(self.template, prof)
+        port = _free_port()
+        script = (
+            "import subprocess, sys, time, uno\n"
+            "t0 = time.perf_counter()\n"
+            f"p = subprocess.Popen([{SOFFICE!r}, '--headless', '--invisible', '--nocrashreport', '--nodefault',"
+            f" '--nologo', '--nofirststartwizard', '--norestore', '--nolockcheck', '-env:UserInstallation=file://{prof}',"
+            f" '--accept=socket,host=127.0.0.1,port={port},tcpNoDelay=1;urp;StarOffice.ComponentContext'],"
+            " stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "local = uno.getComponentContext()\n"
+            "resolver = local.ServiceManager.createInstanceWithContext('com.sun.star.bridge.UnoUrlResolver', local)\n"
+            "while True:\n"
+            "    try:\n"
+            f"        resolver.resolve('uno:socket,host=127.0.0.1,port={port};urp;StarOffice.ComponentContext')\n"
+            "        break\n"
+            "    except Exception:\n"
+            "        time.sleep(0.01)\n"
+            "print(time.perf_counter() - t0, flush=True)\n"
+            "p.kill(); p.wait()\n"
+        )
+        env = dict(os.environ, TMPDIR=str(self.work / "tmp"), HOME=str(prof), SAL_USE_VCLPLUGIN="svp")
+        env.pop("PYTHONPATH", None)
+        out = subprocess.run(["/usr/bin/python3", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        shutil.rmtree(prof, ignore_errors=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+    def ready(self) -> dict[str, Any]:
+        rounds = 3 if self.quick else 7
+        res: dict[str, list[Any]] = {}
+        for r in range(rounds):
+            res.setdefault("bare", []).append(self.bare_soffice_once())
+            for size in (1, 2):
+                for tree in self.order(r):
+                    res.setdefault(f"{tree}/{size}", []).append(self.ready_once(tree, size))
+        out: dict[str, Any] = {"rounds": rounds, "bare_soffice_s": statistics.median(res.pop("bare"))}
+        for key, vals in res.items():
+            out[key] = {
+                "ready_s": statistics.median(v[0] for v in vals),
+                "warm_s": statistics.median(v[1] for v in vals),
+            }
+        return out
+
+    def alternate(self, kind: str, rounds: int) -> dict[str, list[dict[str, Any]]]:
+        res: dict[str, list[dict[str, Any]]] = {t: [] for t in self.trees}
+        for r in range(rounds):
+            for tree in self.order(r):
+                res[tree].append(self.child(tree, kind))
+                print(f"perf: {kind} {tree} round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+        return res
+
+    def e2e(self, rounds: int) -> dict[str, Any]:
+        out = {}
+        for tree in self.order(0):
+            path = self.work / f"e2e-{tree}.json"
+            env = dict(os.environ, PYTHONPATH=str(self.trees[tree]))
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(self.trees[tree] / "bench" / "e2e.py"),
+                    "--rounds",
+                    str(rounds),
+                    "--json",
+                    str(path),
+                ],
+                env=env,
+                cwd=self.trees[tree],
+                check=True,
+                timeout=3600,
+                stdout=subprocess.DEVNULL,
+            )
+            data = json.loads(path.read_text())
+            out[tree] = {
+                pages: {
+                    "e2e_ms": r["median_s"]["e2e"] * 1000,
+                    "warm_ms": r["median_s"]["warm"] * 1000,
+                    "cold_ms": r["median_s"]["cold"] * 1000,
+                    "e2e_vs_warm": r["e2e_vs_warm"],
+                    "cold_vs_e2e": r["cold_vs_e2e"],
+                    "rounds": r["rounds"],
+                }
+                for pages, r in data.items()
+            }
+        return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def render(res: dict[str, Any], trees: list[str]) -> str:
+    a, b = trees  # baseline, current
+    lines = []
+    rd = res["ready"]
+    lines += [
+        f"**1. Start** (median of {rd['rounds']}; bare `soffice.bin --accept` until a UNO connection: "
+        f"**{rd['bare_soffice_s']:.2f} s**)",
+        "",
+        f"| `worker serve` -> | {a} POOL_SIZE=1 | {b} POOL_SIZE=1 | {a} POOL_SIZE=2 | {b} POOL_SIZE=2 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, label in (("ready_s", "first 200 on /ready"), ("warm_s", "every instance idle (all families warm)")):
+        lines.append(
+            f"| {label} | " + " | ".join(f"{rd[f'{t}/{n}'][key]:.2f} s" for n in (1, 2) for t in (a, b)) + " |"
+        )
+    fam = res["families"]
+    lines += [
+        "",
+        "**2. First request per family**, first / steady (pool of 1, median over "
+        f'{len(fam[b])} pools each): sent the moment `pool.start()` returns ("at ready"), and sent once every '
+        'instance is idle ("warm")',
+        "",
+        f"| family | steady {a} | steady {b} | {a} at ready | {b} at ready | {a} warm | {b} warm |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in FAMILY_DOCS:
+        steady = {t: statistics.median(r["steady"][f] for r in fam[t]) for t in (a, b)}
+        cells = [f"{steady[a] * 1000:.0f} ms", f"{steady[b] * 1000:.0f} ms"]
+        for key in ("first", "first_warm"):
+            for t in (a, b):
+                first = statistics.median(r[key][f] for r in fam[t])
+                cells.append(f"{first * 1000:.0f} ms = **{first / steady[t]:.2f}x**")
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    start = {t: statistics.median(r["start_s"] for r in fam[t]) for t in (a, b)}
+    warm = {t: statistics.median(r["warm_s"] for r in fam[t]) for t in (a, b)}
+    lines.append(
+        f"| `pool.start()` returned / all idle | | | {start[a]:.2f} s | {start[b]:.2f} s "
+        f"| {warm[a]:.2f} s | {warm[b]:.2f} s |"
+    )
+    if "e2e" in res:
+        e = res["e2e"]
+        lines += [
+            "",
+            "**3. Overhead** (`bench/e2e.py`, medians; e2e = push received -> PDF stored on fake-gcs)",
+            "",
+            f"| doc | {a} e2e / warm | {b} e2e / warm | {a} cold / e2e | {b} cold / e2e | {b} e2e, warm, cold |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for pages in e[b]:
+            x, y = e[a][pages], e[b][pages]
+            lines.append(
+                f"| {pages}-page ({y['rounds']} rounds) | {x['e2e_vs_warm']:.2f}x | **{y['e2e_vs_warm']:.2f}x** "
+                f"| {x['cold_vs_e2e']:.1f}x | **{y['cold_vs_e2e']:.1f}x** "
+                f"| {y['e2e_ms']:.0f} / {y['warm_ms']:.0f} / {y['cold_ms']:.0f} ms |"
+            )
+    tp = res["throughput"]
+    lines += [
+        "",
+        f"**4. Throughput** (40 x 1-page, 3 client threads; median of {len(tp[b])} child runs x rounds)",
+        "",
+        "| tree | pool of 1 | pool of 2 | ratio | failed requests |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for t in (a, b):
+        n1 = statistics.median(r["n1"] for r in tp[t])
+        n2 = statistics.median(r["n2"] for r in tp[t])
+        fails = sum(r["failures"] for r in tp[t])
+        lines.append(f"| {t} | {n1:.1f} conv/s | {n2:.1f} conv/s | **{n2 / n1:.2f}x** | {fails} |")
+    hol = res["hol"]
+    lines += [
+        "",
+        f"**5. Head-of-line** (pool of 2; {hol[b][0]['n']} sequential 1-page conversions idle, then while "
+        "the 100-page document converts back to back)",
+        "",
+        "| tree | idle p50 | idle p99 | busy p50 | busy p99 | busy p99 / idle p99 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for t in (a, b):
+        h = {k: statistics.median(r[k] for r in hol[t]) for k in ("idle_p50", "idle_p99", "busy_p50", "busy_p99")}
+        lines.append(
+            f"| {t} | {h['idle_p50'] * 1000:.0f} ms | {h['idle_p99'] * 1000:.0f} ms | "
+            f"{h['busy_p50'] * 1000:.0f} ms | {h['busy_p99'] * 1000:.0f} ms | "
+            f"**{h['busy_p99'] / h['idle_p99']:.2f}x** |"
+        )
+    mem = res["memory"]
+    m0 = mem[b][0]
+    lines += [
+        "",
+        f"**6. Memory and recycling** ({m0['total']} mixed conversions, pool of 2, 2 threads, "
+        f"MAX_CONVERSIONS_PER_INSTANCE={m0['max_conversions_setting']}, MAX_OFFICE_RSS_MB={m0['max_rss_mb_setting']})",
+        "",
+        "| tree | failed | restarts | soffice.bin RSS ready -> end (conversions since its start) | worker RSS "
+        "| latency / doc median: p50, p99, max | requests > 1.3x / > 2x | wall |",
+        "|---|---:|---|---|---:|---|---:|---:|",
+    ]
+    for t in (a, b):
+        m = mem[t][0]
+        rss = ", ".join(
+            f"{i:.0f} -> {e:.0f} MiB ({c})"
+            for i, e, c in zip(m["idle_rss_mib"], m["end_rss_mib"], m["conversions_since_start"], strict=False)
+        )
+        lines.append(
+            f"| {t} | {m['failures']} | {m['restarts']} | {rss} | {m['worker_rss_mib']:.0f} MiB | "
+            f"{m['rel_p50']:.2f}, {m['rel_p99']:.2f}, {m['rel_max']:.2f} | {m['over_1_3x']} / {m['over_2x']} "
+            f"| {m['wall_s']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", type=Path, help="the 'before' source tree (git archive HEAD | tar -x -C DIR)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--e2e", action="store_true", help="also run bench/e2e.py for both trees")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child")
+    parser.add_argument("--tree", type=Path)
+    parser.add_argument("--child-work", type=Path)
+    parser.add_argument("--template", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        sys.path.insert(0, str(args.tree))
+        print(json.dumps(child_main(args.child, args.child_work, args.template, args.quick)))
+        return 0
+    trees = {"before": args.baseline.resolve(), "after": REPO} if args.baseline else {"after": REPO}
+    if len(trees) == 1:
+        trees = {"after (again)": REPO, "after": REPO}
+    load_before = os.getloadavg()
+    t0 = time.monotonic()
+    res: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="docworker-perf-") as tmp:
+        work = Path(tmp)
+        (work / "tmp").mkdir()
+        drv = Driver(trees, work, args.quick)
+        res["ready"] = drv.ready()
+        print("perf: ready done", json.dumps(res["ready"]), file=sys.stderr, flush=True)
+        res["families"] = drv.alternate("families", 3 if args.quick else 7)
+        res["throughput"] = drv.alternate("throughput", 1 if args.quick else 2)
+        res["hol"] = drv.alternate("hol", 1 if args.quick else 2)
+        res["memory"] = drv.alternate("memory", 1)
+        if args.e2e:
+            res["e2e"] = drv.e2e(5 if args.quick else 15)
+    res["meta"] = {
+        "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "nproc": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "wall_s": time.monotonic() - t0,
+        "argv": sys.argv[1:],
+    }
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1, default=str))
+    print(render(res, list(trees)))
+    meta = res["meta"]
+    print(
+        f"\n{meta['date']}, nproc {meta['nproc']}, load average before {meta['loadavg_before']}, "
+        f"after {meta['loadavg_after']}, wall {meta['wall_s']:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

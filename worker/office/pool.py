@@ -385,10 +385,11 @@ class OfficePool:
                     self._probe(inst, PROBE_DOCS[1:])
                 return inst, spare
             except (OfficeStartError, OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
-                log.error("office %d failed to start: %s", slot.index, exc)
-                if not self._stop.is_set():
-                    self.restarts[RestartReason.START_FAILED.value] += 1
                 self._stop_instance(inst)
+                if self._stop.is_set():
+                    break  # stopped while starting: expected, not a failure
+                log.error("office %d failed to start: %s", slot.index, exc)
+                self.restarts[RestartReason.START_FAILED.value] += 1
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
         with slot.use:
@@ -506,6 +507,11 @@ class OfficePool:
             if (s.state == State.IDLE or s.warming) and s.last_ok is not None and self.clock() - s.last_ok < limit:
                 return True
         return False
+
+    @property
+    def stopped(self) -> bool:
+        """True once stop() was called: start-up errors after that are expected, not news."""
+        return self._stop.is_set()
 
     @property
     def queue_depth(self) -> int:

@@ -35,7 +35,8 @@ class OfficeSettings:
     pool_size: int = field(default_factory=lambda: os.cpu_count() or 1)
     conversion_timeout_s: float = 120.0
     max_conversions: int = 500
-    max_rss_mb: int = 1024
+    max_rss_mb: int = 1024  # planned recycle between conversions above this
+    rss_kill_mb: int = 0  # hard limit: an office above it is killed mid-conversion; 0 -> 1.5 x max_rss_mb
     queue_size: int = 0  # 0 -> 2 x pool_size
     queue_wait_s: float = 0.0  # 0 -> conversion_timeout_s
     start_timeout_s: float = 60.0
@@ -45,6 +46,10 @@ class OfficeSettings:
     uno_dir: Path = field(default_factory=_find_uno_dir)
     profile_template: Path | None = None  # None -> uno/profile, initialised once into work_dir
     work_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "docworker")
+
+    @property
+    def effective_rss_kill_mb(self) -> int:
+        return self.rss_kill_mb or self.max_rss_mb * 3 // 2
 
     @property
     def effective_queue_size(self) -> int:
@@ -128,6 +133,7 @@ def _office_from(r: _Reader) -> OfficeSettings:
         conversion_timeout_s=r.get("CONVERSION_TIMEOUT_S", _positive_float, defaults.conversion_timeout_s),
         max_conversions=r.get("MAX_CONVERSIONS_PER_INSTANCE", _positive_int, defaults.max_conversions),
         max_rss_mb=r.get("MAX_OFFICE_RSS_MB", _positive_int, defaults.max_rss_mb),
+        rss_kill_mb=r.get("OFFICE_RSS_KILL_MB", _positive_int, 0),
         queue_size=r.get("QUEUE_SIZE", _positive_int, 0),
         queue_wait_s=r.get("QUEUE_WAIT_S", _positive_float, 0.0),
         start_timeout_s=r.get("OFFICE_START_TIMEOUT_S", _positive_float, defaults.start_timeout_s),

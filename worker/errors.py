@@ -22,6 +22,7 @@ class Reason(StrEnum):
     BUCKET_NOT_ALLOWED = "bucket_not_allowed"
     # Our side or a dependency: transient, Pub/Sub should redeliver.
     OFFICE_CRASHED = "office_crashed"
+    MEMORY_EXHAUSTED = "memory_exhausted"
     OFFICE_UNAVAILABLE = "office_unavailable"
     QUEUE_FULL = "queue_full"
     STORAGE_UNAVAILABLE = "storage_unavailable"
@@ -45,6 +46,8 @@ RETRYABLE = frozenset(
         Reason.SHUTTING_DOWN,
         # A timeout may be a busy machine rather than a poison document; the job decides after N attempts.
         Reason.CONVERSION_TIMEOUT,
+        # An office bloated by earlier documents may cross the ceiling on an innocent one; a fresh office decides.
+        Reason.MEMORY_EXHAUSTED,
     }
 )
 

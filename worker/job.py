@@ -274,7 +274,7 @@ class Job:
 
     def _give_up(self, event: ObjectEvent, exc: WorkerError) -> bool:
         """A document that keeps hanging or crashing the office is poison: stop retrying after N attempts."""
-        if exc.reason not in (Reason.CONVERSION_TIMEOUT, Reason.OFFICE_CRASHED):
+        if exc.reason not in (Reason.CONVERSION_TIMEOUT, Reason.OFFICE_CRASHED, Reason.MEMORY_EXHAUSTED):
             return False
         local = self.attempts.bump((event.bucket, event.name, event.generation))
         attempts = max(local, event.delivery_attempt or 0)

@@ -158,6 +158,26 @@ def test_conversion_past_timeout_is_stopped_and_the_next_succeeds(tmp_path: Path
         assert group_members(old_pgid) == [], "the timed-out office is still running"
 
 
+def test_office_growing_past_the_ceiling_mid_conversion_is_killed_long_before_the_timeout(
+    tmp_path: Path, template: Path
+) -> None:
+    from tests.stress.poison import make_memory_bomb_fods
+
+    settings = office_settings(tmp_path / "work", template, conversion_timeout_s=60, max_rss_mb=400,
+                               rss_kill_mb=600, queue_wait_s=30)
+    bomb = make_memory_bomb_fods(tmp_path / "bomb.fods")
+    with running_pool(settings) as pool:
+        t0 = time.monotonic()
+        with pytest.raises(WorkerError) as caught:
+            pool.convert(bomb, tmp_path / "bomb.pdf", None)
+        elapsed = time.monotonic() - t0
+        assert caught.value.reason is Reason.MEMORY_EXHAUSTED and caught.value.retryable
+        assert elapsed < 30, f"the bomb ran {elapsed:.1f} s: the ceiling was not enforced during the conversion"
+        assert pool.restarts["memory"] >= 1
+        out = convert_sample(pool, tmp_path)
+        assert pdf_text(out)[0] >= 1
+
+
 # -- 4. hostile documents -----------------------------------------------------------------------------------------
 
 
@@ -257,7 +277,8 @@ def test_recycles_after_max_conversions_without_failing_a_request(tmp_path: Path
 
 
 def test_recycles_above_rss_ceiling_without_failing_a_request(tmp_path: Path, template: Path) -> None:
-    settings = office_settings(tmp_path / "work", template, max_rss_mb=1, queue_wait_s=30)
+    # The planned ceiling only: the separate hard limit (killing mid-conversion) is kept out of the way here.
+    settings = office_settings(tmp_path / "work", template, max_rss_mb=1, rss_kill_mb=4096, queue_wait_s=30)
     with running_pool(settings) as pool:
         convert_sample(pool, tmp_path)
         convert_sample(pool, tmp_path)  # waits for the first recycle, so the counter is already bumped

@@ -42,6 +42,7 @@ RETRY_STATUS: dict[Reason, int | None] = {
     Reason.AUTH_UNAVAILABLE: 503,
     Reason.SHUTTING_DOWN: 503,
     Reason.CONVERSION_TIMEOUT: 503,
+    Reason.MEMORY_EXHAUSTED: 503,
 }
 
 # Reason -> the status when the request itself fails with it (auth, parsing).
@@ -56,6 +57,7 @@ ERROR_STATUS: dict[Reason, int] = {
     Reason.AUTH_UNAVAILABLE: 503,
     Reason.SHUTTING_DOWN: 503,
     Reason.CONVERSION_TIMEOUT: 503,
+    Reason.MEMORY_EXHAUSTED: 503,
     # Permanent reasons never come out of auth or parsing; if one did, the request is not trusted: 400, no ack.
     Reason.EMPTY: 400,
     Reason.UNSUPPORTED_TYPE: 400,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 from worker.config import OfficeSettings
 from worker.errors import Reason, WorkerError
@@ -103,6 +103,7 @@ class _Slot:
         self.warming = False  # proven by a real conversion, still loading the other families' modules
         self.cold: list[str] = []  # probe documents of families not loaded yet (warmed when nobody waits)
         self.started = threading.Event()  # the first start reached "proven" (or gave up)
+        self.memory_killed = False  # the monitor killed this office mid-conversion for its RSS
 
 
 class OfficePool:
@@ -254,15 +255,12 @@ class OfficePool:
             self._recycle(slot, RestartReason.TIMEOUT)
             raise WorkerError(Reason.CONVERSION_TIMEOUT, f"conversion did not finish within {timeout:g} s") from exc
         except xmlrpc.client.Fault as fault:
-            if self._still_healthy(inst):
+            if not slot.memory_killed and self._still_healthy(inst):
                 self._release_idle(slot)
                 raise WorkerError(Reason.CONVERSION_FAILED, _fault_message(fault)) from fault
-            # The office died under the document (kill -9, abort): the request is worth retrying elsewhere.
-            self._recycle(slot, RestartReason.CRASH)
-            raise WorkerError(Reason.OFFICE_CRASHED, "the office crashed during the conversion") from fault
+            self._raise_lost_office(slot, fault)
         except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
-            self._recycle(slot, RestartReason.CRASH)
-            raise WorkerError(Reason.OFFICE_CRASHED, f"lost the office during the conversion ({exc})") from exc
+            self._raise_lost_office(slot, exc)
         slot.conversions += 1
         slot.last_ok = self.clock()
         # Planned recycles bound memory growth (probe: RSS climbs per new kind of document, then plateaus).
@@ -280,6 +278,17 @@ class OfficePool:
                 elif rss > ceiling * self.SPARE_AT_RSS_FRACTION:
                     self._start_spare(slot, RestartReason.MEMORY)
             self._release_idle(slot)
+
+    def _raise_lost_office(self, slot: _Slot, cause: Exception) -> NoReturn:
+        """The office died under the document: killed by the monitor for memory, or a crash (kill -9, abort)."""
+        if slot.memory_killed:
+            self._recycle(slot, RestartReason.MEMORY)
+            raise WorkerError(
+                Reason.MEMORY_EXHAUSTED,
+                f"the document made the office grow past {self.settings.effective_rss_kill_mb} MiB while converting",
+            ) from cause
+        self._recycle(slot, RestartReason.CRASH)
+        raise WorkerError(Reason.OFFICE_CRASHED, f"the office crashed during the conversion ({cause})") from cause
 
     def _spare_lead(self) -> int:
         """How many conversions before the limit the spare starts (it needs ~1.5 s, i.e. dozens of small jobs)."""
@@ -344,6 +353,7 @@ class OfficePool:
                 slot.instance = inst
                 slot.epoch += 1
                 slot.conversions = 0
+                slot.memory_killed = False
                 slot.last_ok = self.clock()
                 slot.building = False
                 slot.cold = [] if fully_warm else list(PROBE_DOCS[1:])
@@ -455,6 +465,7 @@ class OfficePool:
         """Restart an office that died while idle, and keep `last_ok` fresh with real round trips."""
         while not self._stop.wait(self.MONITOR_INTERVAL_S):
             for slot in self._slots:
+                self._check_busy_memory(slot)
                 if slot.state != State.IDLE or not slot.use.acquire(blocking=False):
                     continue
                 try:
@@ -477,6 +488,24 @@ class OfficePool:
                             self._recycle(slot, RestartReason.UNHEALTHY)
                 finally:
                     slot.use.release()
+
+    def _check_busy_memory(self, slot: _Slot) -> None:
+        """A document can grow an office by ~70 MB/s until the timeout (seen: a 700-byte .fods reached 1.1 GB).
+
+        The after-conversion recycle cannot see that, so the monitor kills a converting office above the hard limit
+        (OFFICE_RSS_KILL_MB), which keeps the container clear of the kernel's OOM killer.
+        """
+        inst = slot.instance
+        if slot.state != State.BUSY or inst is None or slot.memory_killed:
+            return
+        limit = self.settings.effective_rss_kill_mb
+        if inst.rss_bytes() > limit * 2**20:
+            slot.memory_killed = True
+            log.warning("office %d above %d MiB while converting: killing it", slot.index, limit)
+            try:
+                inst.kill_office()
+            except ProcessLookupError:
+                pass
 
     # -- what operators see ------------------------------------------------------------------------
 

@@ -196,7 +196,9 @@ def test_deploy_flags_match_the_worker_contract(deploy_step):
     pool = int(env["POOL_SIZE"])
     assert int(f["--concurrency"][0]) == pool, "Cloud Run must never queue more than the pool can take"
     assert float(f["--cpu"][0]) == pool, "1 vCPU per office instance"
-    assert mem_mib(f["--memory"][0]) >= pool * int(env["MAX_OFFICE_RSS_MB"]) + 512
+    # The hard per-office limit bounds memory (killed above it mid-conversion); the recycle ceiling sits below.
+    assert int(env["MAX_OFFICE_RSS_MB"]) <= int(env["OFFICE_RSS_KILL_MB"])
+    assert mem_mib(f["--memory"][0]) >= pool * int(env["OFFICE_RSS_KILL_MB"]) + 512
     assert env["AUTH_MODE"] == "platform"
     assert env["PUSH_SERVICE_ACCOUNT"] == f"docworker-push@{PROJECT}.iam.gserviceaccount.com"
     assert env["OUTPUT_BUCKET"] and env["INPUT_BUCKETS"]
@@ -264,7 +266,8 @@ def test_service_yaml_invariants(service, deploy_step):
     pool = int(env["POOL_SIZE"])
     assert spec["containerConcurrency"] == pool
     assert float(app["resources"]["limits"]["cpu"]) == pool
-    assert mem_mib(app["resources"]["limits"]["memory"]) >= pool * int(env["MAX_OFFICE_RSS_MB"]) + 512
+    assert int(env["MAX_OFFICE_RSS_MB"]) <= int(env["OFFICE_RSS_KILL_MB"])
+    assert mem_mib(app["resources"]["limits"]["memory"]) >= pool * int(env["OFFICE_RSS_KILL_MB"]) + 512
     assert spec["timeoutSeconds"] >= ACK_DEADLINE
     assert spec["serviceAccountName"] == f"docworker-run@{PROJECT}.iam.gserviceaccount.com"
     assert ann["run.googleapis.com/execution-environment"] == "gen2"
@@ -272,7 +275,8 @@ def test_service_yaml_invariants(service, deploy_step):
     assert int(env["SHUTDOWN_GRACE_S"]) < 10
     # the same settings as the flags path
     f, cb_env = deploy_step
-    for key in ("POOL_SIZE", "MAX_OFFICE_RSS_MB", "MAX_DELIVERY_ATTEMPTS", "AUTH_MODE", "SHUTDOWN_GRACE_S"):
+    for key in ("POOL_SIZE", "MAX_OFFICE_RSS_MB", "OFFICE_RSS_KILL_MB", "MAX_DELIVERY_ATTEMPTS", "AUTH_MODE",
+                "SHUTDOWN_GRACE_S"):
         assert env[key] == cb_env[key], key
     assert mem_mib(app["resources"]["limits"]["memory"]) == mem_mib(f["--memory"][0])
     assert spec["timeoutSeconds"] == int(f["--timeout"][0])

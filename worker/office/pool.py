@@ -382,10 +382,14 @@ class OfficePool:
         while not self._stop.is_set():
             inst = OfficeInstance(self.settings, f"{slot.index}-{slot.epoch}-{time.monotonic_ns()}",
                                   self._template_path(), self._logfile())
-            with self._live_lock:
-                self._live.add(inst)
             try:
-                inst.start()
+                # Check-and-start under the lock stop() snapshots with: an instance is either seen (and stopped)
+                # by stop(), or never started. Otherwise a restart racing stop() could leave an orphan office.
+                with self._live_lock:
+                    if self._stop.is_set():
+                        break
+                    self._live.add(inst)
+                    inst.start()
                 inst.wait_ready(self.settings.start_timeout_s)
                 # After any restart prove the office with a real conversion before it takes work
                 # (seen: a stale lock file made every later conversion fail while pings still answered).

@@ -21,11 +21,11 @@ def emulator_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pubsub_emulator(emulator_log_dir: Path) -> Iterator[emulators.Proc]:
-    """Google's Pub/Sub emulator; tests using it are skipped where the jar is not installed."""
+    """Google's Pub/Sub emulator; a missing jar or java FAILS the tests that need it, never skips them."""
     try:
         proc = emulators.start_pubsub_emulator(emulator_log_dir)
     except emulators.EmulatorMissing as exc:
-        pytest.skip(str(exc))
+        pytest.fail(str(exc))
     yield proc
     emulators.stop(proc)
 

@@ -89,7 +89,7 @@ def test_upload_is_pushed_and_redelivered_after_500(tmp_path: Path, receiver: Re
     try:
         pubsub = emulators.start_pubsub_emulator(tmp_path)
     except emulators.EmulatorMissing as exc:
-        pytest.skip(str(exc))
+        pytest.fail(str(exc))
     gcs = None
     try:
         emulators.create_topic_and_push_subscription(

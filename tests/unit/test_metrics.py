@@ -152,7 +152,7 @@ def test_label_sets_are_closed():
 def test_promtool_finds_no_problem():
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not installed (the Debian package prometheus; tests/integration/test_ops.py needs it)")
+        pytest.fail("promtool not installed: the Debian package prometheus (make setup installs it)")
     pool = FakePool()
     pool.restarts["exit"] = 1
     metrics = Metrics(CollectorRegistry(), pool)

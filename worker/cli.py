@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 def _convert(inputs: list[Path], output: Path | None) -> int:
     from worker.conversion import convert_file
     from worker.office import OfficePool
-    from worker.sniff import sniff
+    from worker.sniff import Sniffed, sniff
 
     logging.basicConfig(level=logging.WARNING, format="worker: %(message)s")
     if output is not None and len(inputs) > 1 and not output.is_dir():
@@ -69,11 +69,10 @@ def _convert(inputs: list[Path], output: Path | None) -> int:
     settings = office_from_env()
     worst = EXIT_OK
     # Refuse what will never convert before paying for an office start.
-    todo = []
+    todo: list[tuple[Path, Sniffed]] = []
     for src in inputs:
         try:
-            sniff(src, src.name)
-            todo.append(src)
+            todo.append((src, sniff(src, src.name)))
         except WorkerError as exc:
             print(f"worker: {src}: {exc.reason.value}: {exc.message}", file=sys.stderr)
             worst = EXIT_REFUSED
@@ -83,7 +82,7 @@ def _convert(inputs: list[Path], output: Path | None) -> int:
     pool = OfficePool(settings)
     pool.start()
     try:
-        for src in todo:
+        for src, sniffed in todo:
             if output is None:
                 dst = src.with_suffix(".pdf")
             elif output.is_dir():
@@ -91,7 +90,7 @@ def _convert(inputs: list[Path], output: Path | None) -> int:
             else:
                 dst = output
             try:
-                convert_file(pool, src, dst, src.name, settings.work_dir)
+                convert_file(pool, src, dst, src.name, settings.work_dir, sniffed)
                 print(f"{src} -> {dst}")
             except WorkerError as exc:
                 print(f"worker: {src}: {exc.reason.value}: {exc.message}", file=sys.stderr)

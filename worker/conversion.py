@@ -22,13 +22,16 @@ class Converted:
     pdf_bytes: int
 
 
-def convert_file(pool: OfficePool, src: Path, dst: Path, name_hint: str, work_root: Path | None = None) -> Converted:
+def convert_file(
+    pool: OfficePool, src: Path, dst: Path, name_hint: str, work_root: Path | None = None,
+    sniffed: Sniffed | None = None,
+) -> Converted:
     """Convert src to dst (a PDF); raise WorkerError with a reason from the closed set on anything else.
 
     Every job gets its own temp dir with fixed names, so no object name ever becomes a path, and a lock file left
-    by an office killed mid-write can never block a later conversion.
+    by an office killed mid-write can never block a later conversion. Pass `sniffed` when the caller already has it.
     """
-    sniffed = sniff(src, name_hint)
+    sniffed = sniffed or sniff(src, name_hint)
     with tempfile.TemporaryDirectory(prefix="job-", dir=work_root) as tmp:
         staged = Path(tmp) / ("input" + sniffed.extension)
         out = Path(tmp) / "output.pdf"

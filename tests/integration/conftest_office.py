@@ -67,26 +67,6 @@ def running_pool(settings: OfficeSettings) -> Iterator[OfficePool]:
         pool.stop()
 
 
-def office_pids_under(path: Path) -> list[int]:
-    """soffice.bin processes (not launchers, not zombies) whose command line mentions `path`, e.g. in their profile."""
-    needle = str(path).encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        program = cmdline.split(b"\0", 1)[0]
-        if program.endswith(b"soffice.bin") and needle in cmdline and state != "Z":
-            found.append(int(entry))
-    return sorted(found)
-
-
 def tmp_leftovers() -> set[str]:
     """LibreOffice's droppings in the shared /tmp: lock/temp files and the single-instance IPC pipes."""
     return set(glob.glob("/tmp/lu*.tmp")) | set(glob.glob("/tmp/OSL_PIPE_*"))

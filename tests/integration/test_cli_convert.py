@@ -16,9 +16,9 @@ from tests.integration.conftest_office import (
     REPO,
     initialised_template,
     make_bad_inputs,
-    office_pids_under,
     pdf_text,
 )
+from tests.processes import office_pids_under
 
 pytestmark = pytest.mark.office
 

@@ -22,7 +22,6 @@ from tests.integration.conftest_office import (
     DATA,
     REPO,
     initialised_template,
-    office_pids_under,
     office_settings,
     pdf_pages,
     pdf_text,
@@ -30,6 +29,7 @@ from tests.integration.conftest_office import (
     stale_tmp_leftovers,
     tmp_leftovers,
 )
+from tests.processes import office_pids_under
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
 from worker.office import OfficePool

@@ -28,11 +28,11 @@ from tests.integration.conftest_office import (
     initialised_template,
     make_bad_inputs,
     make_long_docx,
-    office_pids_under,
     office_settings,
     pdf_text,
     running_pool,
 )
+from tests.processes import launcher_pids_under, office_pids_under
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
 from worker.office import OfficePool
@@ -376,24 +376,6 @@ def test_offices_die_with_a_sigkilled_worker(tmp_path: Path, template: Path) -> 
             proc.wait()
         for pid in office_pids_under(work) + launcher_pids_under(work):  # never leave orphans, even on failure
             os.kill(pid, 9)
-
-
-def launcher_pids_under(path: Path) -> list[int]:
-    """Live uno/launcher.py processes whose command line mentions `path`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if b"launcher.py" in cmdline and str(path).encode() in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
 
 
 def test_convert_is_sent_once_even_when_the_connection_drops(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ import pytest
 import requests
 from google.cloud import storage
 
-from tests.integration.conftest_office import CORPUS, DATA, office_pids_under, pdf_text
+from tests.integration.conftest_office import CORPUS, DATA, pdf_text
+from tests.processes import office_pids_under
 from worker import emulators
 from worker.storage import ObjectInfo, Store, emulator_client
 

@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from google.cloud import storage
 
-from tests.integration.conftest_office import CORPUS, office_pids_under
+from tests.integration.conftest_office import CORPUS
 from tests.integration.test_push_chain import (
     DIRECT_BUCKET,
     IN_BUCKET,
@@ -36,6 +36,7 @@ from tests.integration.test_push_chain import (
     PROJECT,
     Worker,
 )
+from tests.processes import office_pids_under, processes_mentioning
 from worker import emulators
 from worker.config import DEFAULT_SUFFIXES, Config, OfficeSettings
 from worker.job import output_names
@@ -146,25 +147,6 @@ class StressWorker:
                 key, _, value = line.rpartition(" ")
                 out[key[len(name):]] = float(value)
         return out
-
-
-def processes_mentioning(path: Path) -> list[int]:
-    """Live (non-zombie) processes whose command line contains `path`."""
-    needle = str(path).encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in cmdline and state != "Z":
-            found.append(int(entry))
-    return sorted(found)
 
 
 def kill_pids(pids: Iterable[int]) -> list[int]:

@@ -1,0 +1,43 @@
+"""Which live processes a test started, found by their command line in /proc (for orphan checks and cleanup)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def live_processes(match: Callable[[bytes], bool]) -> list[int]:
+    """PIDs of live (non-zombie) processes, this one excluded, whose NUL-separated command line matches."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and match(cmdline):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def processes_mentioning(path: Path) -> list[int]:
+    """Every live process whose command line contains `path` (a worker's WORK_DIR, a pool's work_dir)."""
+    needle = str(path).encode()
+    return live_processes(lambda cmdline: needle in cmdline)
+
+
+def office_pids_under(path: Path) -> list[int]:
+    """soffice.bin itself (not launchers) whose command line mentions `path`, e.g. in its profile."""
+    needle = str(path).encode()
+    return live_processes(lambda c: c.split(b"\0", 1)[0].endswith(b"soffice.bin") and needle in c)
+
+
+def launcher_pids_under(path: Path) -> list[int]:
+    """uno/launcher.py processes whose command line mentions `path`."""
+    needle = str(path).encode()
+    return live_processes(lambda c: b"launcher.py" in c and needle in c)

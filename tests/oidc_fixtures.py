@@ -123,6 +123,7 @@ class CertsServer:
         self._headers: dict[str, str] = {}
         self._delay_s = 0.0
         self._count = 0
+        self._answered = 0
         self.set_certs(certs, max_age=max_age)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -139,6 +140,12 @@ class CertsServer:
     def request_count(self) -> int:
         with self._lock:
             return self._count
+
+    @property
+    def answered_count(self) -> int:
+        """Requests whose answer has been written (a slow answer counts only once sent)."""
+        with self._lock:
+            return self._answered
 
     def set_certs(self, certs: Mapping[str, str], *, max_age: int | None = 3600) -> None:
         """Serve this {kid: PEM} map with 200 and, unless None, `Cache-Control: public, max-age=N`."""
@@ -178,6 +185,8 @@ class CertsServer:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
+                with owner._lock:
+                    owner._answered += 1
 
             def log_message(self, format: str, *args: object) -> None:  # quiet test output
                 pass

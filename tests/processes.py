@@ -41,3 +41,12 @@ def launcher_pids_under(path: Path) -> list[int]:
     """uno/launcher.py processes whose command line mentions `path`."""
     needle = str(path).encode()
     return live_processes(lambda c: b"launcher.py" in c and needle in c)
+
+
+def bytes_read_by_this_process() -> int:
+    """Bytes this process has read through read(2) so far (/proc/self/io rchar): a bound that load cannot flake."""
+    with open("/proc/self/io") as f:
+        for line in f:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    raise RuntimeError("/proc/self/io has no rchar line")

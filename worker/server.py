@@ -48,6 +48,14 @@ class ProbeFirstDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]  # wai
         return bool(super().shutdown(cancel_pending, timeout))
 
 
+def make_server(app: Any, host: str, port: int, threads: int, channel_timeout_s: float) -> Any:
+    """waitress on `threads` push threads plus 2 probe threads, so /health never waits behind a conversion."""
+    dispatcher = ProbeFirstDispatcher(probe_threads=2)
+    dispatcher.set_thread_count(threads)
+    return create_server(app, host=host, port=port, threads=threads, ident="docworker",
+                         channel_timeout=channel_timeout_s, _dispatcher=dispatcher)
+
+
 def serve(host: str | None = None) -> int:
     """Run until SIGTERM/SIGINT; then refuse new pushes, let in-flight jobs finish, stop every office, exit 0."""
     # HOST=127.0.0.1 keeps local runs (demo, tests, bench) off the network; Cloud Run needs all interfaces.
@@ -89,13 +97,8 @@ def serve(host: str | None = None) -> int:
         raise
     life = Lifecycle()
     app = create_app(config, job=job, pool=pool, authenticator=auth, metrics=metrics, lifecycle=life)
-    # Pushes block for a whole conversion; probes and scrapes get threads of their own (ProbeFirstDispatcher), so
-    # /health answers in milliseconds even when a burst of pushes has every push thread busy.
     threads = config.office.pool_size + config.office.effective_queue_size + 4
-    dispatcher = ProbeFirstDispatcher(probe_threads=2)
-    dispatcher.set_thread_count(threads)
-    server = create_server(app, host=host, port=config.port, threads=threads, ident="docworker",
-                           channel_timeout=config.office.conversion_timeout_s + 60, _dispatcher=dispatcher)
+    server = make_server(app, host, config.port, threads, channel_timeout_s=config.office.conversion_timeout_s + 60)
     if config.metrics_port:
         serve_metrics(config.metrics_port, registry, host)
 

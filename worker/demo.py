@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
-import os
 import signal
 import sys
 import threading
@@ -108,11 +107,11 @@ def _run(
         emulators.create_bucket(gcs.url, bucket)
     say(f"buckets gs://{IN_BUCKET} (notifies for {PREFIX}*) and gs://{OUT_BUCKET}")
 
-    worker = _start_worker(log_dir, worker_port, gcs.url)
+    say(f"worker starting on {worker_url} (log in {log_dir})")
+    worker = emulators.start_worker(log_dir, gcs.url, output_bucket=OUT_BUCKET, input_buckets=IN_BUCKET,
+                                    port=worker_port, ready_timeout_s=READY_TIMEOUT_S, stopping=stopping)
     started.append(worker)
-    say(f"worker starting on {worker_url} (pid {worker.pid}, log {worker.log_path})")
-    _wait_worker_ready(worker, stopping)
-    say("worker ready")
+    say(f"worker ready (pid {worker.pid}, log {worker.log_path})")
 
     store = Store(emulator_client(gcs.url), timeout_s=10, retry_deadline_s=20)
     pusher = _PushByHand(gcs.url, worker_url) if pubsub is None else None
@@ -135,38 +134,6 @@ def _run(
             if pusher is not None:
                 pusher.poll()
     return 0 if ok else 1
-
-
-def _start_worker(log_dir: Path, port: int, gcs_url: str) -> emulators.Proc:
-    """`python -m worker serve` as the production entry point would run it, pointed at the emulators."""
-    env = dict(os.environ)
-    env.update(
-        HOST="127.0.0.1",  # the demo runs with AUTH_MODE=off: never reachable from the network
-        PORT=str(port),
-        OUTPUT_BUCKET=OUT_BUCKET,
-        INPUT_BUCKETS=IN_BUCKET,
-        AUTH_MODE="off",
-        STORAGE_EMULATOR_HOST=gcs_url,
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("PUBSUB_EMULATOR_HOST", None)
-    cmd = [sys.executable, "-m", "worker", "serve"]
-    return emulators.spawn("worker", cmd, log_dir, f"http://127.0.0.1:{port}", env)
-
-
-def _wait_worker_ready(worker: emulators.Proc, stopping: threading.Event) -> None:
-    """Upload only once /ready says an office instance answered, so the first push is not refused."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline and not stopping.is_set():
-        if worker.popen.poll() is not None:
-            raise DemoFailed(f"the worker exited with {worker.popen.returncode}; see {worker.log_path}")
-        try:
-            if requests.get(f"{worker.url}/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise DemoFailed(f"the worker was not ready after {READY_TIMEOUT_S:.0f} s; see {worker.log_path}")
 
 
 def _wait_for_result(

@@ -10,8 +10,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +100,11 @@ def spawn(name: str, cmd: Sequence[str], log_dir: Path, url: str, env: dict[str,
     return Proc(name=name, pid=popen.pid, popen=popen, url=url, log_path=log_path)
 
 
-def _wait_ready(proc: Proc, ready: Callable[[], bool], timeout_s: float) -> None:
+def _wait_ready(proc: Proc, ready: Callable[[], bool], timeout_s: float,
+                stopping: threading.Event | None = None) -> None:
     """Poll a real request until it succeeds; a TCP accept alone comes before the API answers."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stopping and stopping.is_set()):
         if proc.popen.poll() is not None:
             raise EmulatorFailed(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}")
         try:
@@ -111,6 +114,8 @@ def _wait_ready(proc: Proc, ready: Callable[[], bool], timeout_s: float) -> None
             pass
         time.sleep(0.1)
     stop(proc)
+    if stopping is not None and stopping.is_set():
+        raise EmulatorFailed(f"{proc.name}: asked to stop before it was ready")
     raise EmulatorFailed(f"{proc.name} not ready after {timeout_s:.0f} s; see {proc.log_path}")
 
 
@@ -148,17 +153,53 @@ def start_fake_gcs(
     _wait_ready(proc, lambda: requests.get(f"{url}/storage/v1/b", timeout=1).status_code == 200, 10.0)
     return proc
 
-    """Google's emulator via `java -jar` (no gcloud, no config dir); EmulatorMissing if absent."""
-
 
 def start_pubsub_emulator(log_dir: Path, *, port: int | None = None) -> Proc:
-    """Google's emulator via `java -jar` (no gcloud, no config dir):EmulatorMissing if absent."""
+    """Google's emulator via `java -jar` (no gcloud, no config dir); EmulatorMissing if absent."""
     jar = pubsub_jar()
     port = port or free_port()
     url = f"http://{HOST}:{port}"
     cmd = ["java", "-jar", str(jar), f"--host={HOST}", f"--port={port}"]
     proc = spawn("pubsub-emulator", cmd, log_dir, url, dict(os.environ))
     _wait_ready(proc, lambda: requests.get(f"{url}/v1/projects/ready/topics", timeout=1).ok, 15.0)
+    return proc
+
+
+def start_worker(
+    log_dir: Path,
+    gcs_url: str,
+    *,
+    output_bucket: str,
+    input_buckets: str,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    wrapper: Sequence[str] = (),
+    ready_timeout_s: float = 120.0,
+    stopping: threading.Event | None = None,
+) -> Proc:
+    """`python -m worker serve` on loopback against fake-gcs-server (AUTH_MODE=off), returned once /ready is 200.
+
+    One place for the demo, the tests and the stress harness; `env` overrides the defaults, `wrapper` prefixes the
+    command (e.g. prlimit). On timeout or `stopping` it is stopped and EmulatorFailed raised.
+    """
+    port = port or free_port()
+    url = f"http://{HOST}:{port}"
+    full_env = dict(os.environ)
+    for name in ("PUBSUB_EMULATOR_HOST", "LOG_FORMAT", "METRICS_PORT", "GOOGLE_CLOUD_PROJECT"):
+        full_env.pop(name, None)  # the caller's shell must not leak into the worker under test
+    full_env.update(
+        HOST=HOST,  # AUTH_MODE=off: never reachable from the network
+        PORT=str(port),
+        OUTPUT_BUCKET=output_bucket,
+        INPUT_BUCKETS=input_buckets,
+        AUTH_MODE="off",
+        STORAGE_EMULATOR_HOST=gcs_url,
+        PYTHONUNBUFFERED="1",
+    )
+    full_env.update(env or {})
+    cmd = [*wrapper, sys.executable, "-m", "worker", "serve"]
+    proc = spawn("worker", cmd, log_dir, url, full_env)
+    _wait_ready(proc, lambda: requests.get(f"{url}/ready", timeout=2).status_code == 200, ready_timeout_s, stopping)
     return proc
 
 

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -69,39 +68,14 @@ class Worker:
 
 def start_worker(tmp_path: Path, gcs_url: str, in_bucket: str, out_bucket: str, **env: str) -> Worker:
     """`python -m worker serve` as production runs it (JSON logs on a pipe), then wait for /ready."""
-    port = emulators.free_port()
     work_dir = tmp_path / f"work-{uuid.uuid4().hex[:8]}"
-    full_env = dict(os.environ)
-    for name in ("LOG_FORMAT", "METRICS_PORT", "PUBSUB_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"):
-        full_env.pop(name, None)
-    full_env.update(
-        PORT=str(port),
-        OUTPUT_BUCKET=out_bucket,
-        INPUT_BUCKETS=in_bucket,
-        AUTH_MODE="off",
-        STORAGE_EMULATOR_HOST=gcs_url,
-        WORK_DIR=str(work_dir),
-        PYTHONUNBUFFERED="1",
-        POOL_SIZE="1",
-        HOST="127.0.0.1",
-    )
-    full_env.update(env)
-    proc = emulators.spawn("worker", [sys.executable, "-m", "worker", "serve"], tmp_path,
-                           f"http://127.0.0.1:{port}", full_env)
-    metrics_port = full_env.get("METRICS_PORT")
-    worker = Worker(proc=proc, url=proc.url, work_dir=work_dir, in_bucket=in_bucket, out_bucket=out_bucket,
-                    grace_s=float(full_env.get("SHUTDOWN_GRACE_S", "8")),
-                    metrics_url=f"http://127.0.0.1:{metrics_port}" if metrics_port else None)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise AssertionError(f"worker exited with {proc.popen.returncode}:\n{proc.log_path.read_text()}")
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{worker.url}/ready", timeout=2).status_code == 200:
-                return worker
-        time.sleep(0.1)
-    stop_worker(worker)
-    raise AssertionError(f"worker not ready after {READY_TIMEOUT_S:.0f} s:\n{proc.log_path.read_text()}")
+    env = {"WORK_DIR": str(work_dir), "POOL_SIZE": "1", **env}
+    proc = emulators.start_worker(tmp_path, gcs_url, output_bucket=out_bucket, input_buckets=in_bucket, env=env,
+                                  ready_timeout_s=READY_TIMEOUT_S)
+    metrics_port = env.get("METRICS_PORT")
+    return Worker(proc=proc, url=proc.url, work_dir=work_dir, in_bucket=in_bucket, out_bucket=out_bucket,
+                  grace_s=float(env.get("SHUTDOWN_GRACE_S", "8")),
+                  metrics_url=f"http://127.0.0.1:{metrics_port}" if metrics_port else None)
 
 
 def stop_worker(worker: Worker) -> None:

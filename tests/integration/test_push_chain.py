@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import signal
-import sys
 import time
 import uuid
 from collections import Counter
@@ -83,42 +82,18 @@ class Worker:
         return office_pids_under(self.work_dir)
 
 
+def chain_worker_env(work_dir: Path, **extra: str) -> dict[str, str]:
+    """What the chain tests and the stress harness run the worker with: 2 offices, 3 attempts, JSON logs."""
+    return {"WORK_DIR": str(work_dir), "POOL_SIZE": "2", "MAX_DELIVERY_ATTEMPTS": "3", "LOG_FORMAT": "json", **extra}
+
+
 def start_worker(log_dir: Path, work_dir: Path, gcs_url: str, **extra: str) -> Worker:
     """`python -m worker serve` on 127.0.0.1, like worker/demo.py starts it, and wait for /ready."""
-    port = emulators.free_port()
-    env = dict(os.environ)
-    env.pop("PUBSUB_EMULATOR_HOST", None)
-    env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        OUTPUT_BUCKET=OUT_BUCKET,
-        INPUT_BUCKETS=f"{IN_BUCKET},{DIRECT_BUCKET}",
-        AUTH_MODE="off",
-        STORAGE_EMULATOR_HOST=gcs_url,
-        WORK_DIR=str(work_dir),
-        POOL_SIZE="2",
-        MAX_DELIVERY_ATTEMPTS="3",
-        LOG_FORMAT="json",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    proc = emulators.spawn("worker", [sys.executable, "-m", "worker", "serve"], log_dir,
-                           f"http://127.0.0.1:{port}", env)
-    worker = Worker(proc, work_dir, gcs_url, Store(emulator_client(gcs_url), timeout_s=20, retry_deadline_s=30),
-                    emulator_client(gcs_url))
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if proc.popen.poll() is not None:
-            raise AssertionError(f"worker exited with {proc.popen.returncode}; see {proc.log_path}")
-        try:
-            if requests.get(f"{worker.url}/ready", timeout=2).status_code == 200:
-                return worker
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            stop_worker(worker)
-            raise AssertionError(f"worker not ready after {READY_TIMEOUT_S:.0f} s; see {proc.log_path}")
-        time.sleep(0.1)
+    proc = emulators.start_worker(log_dir, gcs_url, output_bucket=OUT_BUCKET,
+                                  input_buckets=f"{IN_BUCKET},{DIRECT_BUCKET}",
+                                  env=chain_worker_env(work_dir, **extra), ready_timeout_s=READY_TIMEOUT_S)
+    return Worker(proc, work_dir, gcs_url, Store(emulator_client(gcs_url), timeout_s=20, retry_deadline_s=30),
+                  emulator_client(gcs_url))
 
 
 def stop_worker(worker: Worker) -> None:

@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import statistics
-import sys
 import threading
 import time
 from collections import Counter
@@ -35,6 +34,7 @@ from tests.integration.test_push_chain import (
     PREFIX,
     PROJECT,
     Worker,
+    chain_worker_env,
 )
 from tests.processes import office_pids_under, processes_mentioning
 from worker import emulators
@@ -77,31 +77,13 @@ class StressWorker:
         return Worker(self.proc, self.work_dir, self.gcs_url, self.store, self.client)
 
     def start(self, ready_timeout_s: float = 120.0) -> None:
-        env = dict(os.environ)
-        env.pop("PUBSUB_EMULATOR_HOST", None)
-        env.update(
-            HOST="127.0.0.1", PORT=str(self.port), OUTPUT_BUCKET=OUT_BUCKET,
-            INPUT_BUCKETS=f"{IN_BUCKET},{DIRECT_BUCKET}", AUTH_MODE="off", STORAGE_EMULATOR_HOST=self.gcs_url,
-            WORK_DIR=str(self.work_dir), POOL_SIZE="2", MAX_DELIVERY_ATTEMPTS="3", LOG_FORMAT="json",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(self.env)
-        cmd = ["prlimit", f"--as={ADDRESS_SPACE_LIMIT}", "--", sys.executable, "-m", "worker", "serve"]
         log_dir = self.log_dir / f"worker-{len(self.incarnations)}"  # spawn() truncates: one dir per incarnation
-        proc = emulators.spawn("worker", cmd, log_dir, self.url, env)
+        proc = emulators.start_worker(
+            log_dir, self.gcs_url, output_bucket=OUT_BUCKET, input_buckets=f"{IN_BUCKET},{DIRECT_BUCKET}",
+            port=self.port, env=chain_worker_env(self.work_dir, **self.env),
+            wrapper=["prlimit", f"--as={ADDRESS_SPACE_LIMIT}", "--"], ready_timeout_s=ready_timeout_s,
+        )
         self.incarnations.append(proc)
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            if proc.popen.poll() is not None:
-                raise AssertionError(f"worker exited with {proc.popen.returncode}; see {proc.log_path}")
-            try:
-                if requests.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"worker not ready after {ready_timeout_s:.0f} s; see {proc.log_path}")
-            time.sleep(0.1)
 
     def kill(self) -> None:
         """SIGKILL the worker process alone, as the kernel's OOM killer or a crash would."""
@@ -117,7 +99,8 @@ class StressWorker:
 
     def stop(self) -> list[int]:
         """SIGTERM (drain), SIGKILL after the grace; return office processes that survived (and SIGKILL them)."""
-        emulators.stop(self.proc, grace_s=30.0)
+        if self.incarnations:  # a start that never got ready was already stopped by start_worker
+            emulators.stop(self.proc, grace_s=30.0)
         deadline = time.monotonic() + 5
         while self.office_processes() and time.monotonic() < deadline:
             time.sleep(0.1)

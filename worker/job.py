@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -58,6 +58,7 @@ class Store(Protocol):
 
     def download(self, bucket: str, name: str, generation: int, dest: Path, *, max_bytes: int) -> ObjectInfo: ...
     def get_output(self, bucket: str, name: str) -> ObjectInfo | None: ...
+    def get_outputs(self, bucket: str, names: Sequence[str]) -> list[ObjectInfo | None]: ...
     def create(
         self, bucket: str, name: str, src: Path | bytes, *, content_type: str, metadata: dict[str, str]
     ) -> ObjectInfo | None: ...
@@ -192,12 +193,11 @@ class Job:
 
     def _already_done(self, event: ObjectEvent, pdf_name: str, alt_name: str, record_name: str) -> JobResult | None:
         """Skip download and conversion when this exact generation's PDF or failure record is already stored."""
-        record = self.store.get_output(self.config.output_bucket, record_name)
+        record, *pdfs = self.store.get_outputs(self.config.output_bucket, [record_name, pdf_name, alt_name])
         if record is not None and _compare(record, event) == "same":
             return JobResult(Outcome.DUPLICATE, "already_failed", "a failure record for this generation exists",
                              output=_uri(record))
-        for name in (pdf_name, alt_name):
-            existing = self.store.get_output(self.config.output_bucket, name)
+        for existing in pdfs:
             if existing is None:
                 continue
             verdict = _compare(existing, event)

@@ -140,6 +140,14 @@ def test_metadata_round_trip(store: Store, bucket: str) -> None:
     assert live is not None and live.metadata == meta and live.content_type == "application/pdf"
 
 
+def test_get_outputs_answers_each_name_in_order(store: Store, bucket: str) -> None:
+    a = store.create(bucket, "out/a.pdf", b"%PDF a", content_type="application/pdf", metadata={"n": "a"})
+    c = store.create(bucket, "out/c.pdf", b"%PDF c", content_type="application/pdf", metadata={"n": "c"})
+    names = ["out/c.pdf", "out/missing.pdf", "out/a.pdf", "out/a.pdf.error.json"]
+    assert store.get_outputs(bucket, names) == [c, None, a, None]
+    assert store.get_outputs(bucket, []) == []
+
+
 @pytest.mark.parametrize(
     "name",
     ["incoming/Résumé final (v2).docx", "incoming/日本語 ファイル.docx", "incoming/a+b & c%20d #1?.docx"],
@@ -167,6 +175,7 @@ def test_server_down_is_unavailable_quickly(tmp_path: Path) -> None:
         lambda: store.stat("b", "a.docx", 1),
         lambda: store.download("b", "a.docx", 1, tmp_path / "a", max_bytes=10),
         lambda: store.get_output("b", "a.pdf"),
+        lambda: store.get_outputs("b", ["a.pdf", "a.docx.pdf", "a.docx.error.json"]),
         lambda: store.create("b", "a.pdf", b"x", content_type="application/pdf", metadata={}),
     ]
     for call in calls:

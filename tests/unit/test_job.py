@@ -62,6 +62,9 @@ class FakeStore:
         live = self.live(bucket, name)
         return None if live is None else live[0]
 
+    def get_outputs(self, bucket: str, names: list[str]) -> list[ObjectInfo | None]:
+        return [self.get_output(bucket, name) for name in names]
+
     def create(self, bucket: str, name: str, src: Path | bytes, *, content_type: str,
                metadata: dict[str, str]) -> ObjectInfo | None:
         return self._write(bucket, name, src, content_type, metadata, 0)

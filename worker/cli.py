@@ -80,8 +80,8 @@ def _convert(inputs: list[Path], output: Path | None) -> int:
         return worst
     settings = replace(settings, pool_size=max(1, min(settings.pool_size, len(todo))))
     pool = OfficePool(settings)
-    pool.start()
     try:
+        pool.start(give_up_on_failure=True)
         for src, sniffed in todo:
             if output is None:
                 dst = src.with_suffix(".pdf")

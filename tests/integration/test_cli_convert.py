@@ -29,8 +29,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cli(args: list[str], work_dir: Path, template: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, WORK_DIR=str(work_dir), OFFICE_PROFILE_TEMPLATE=str(template), POOL_SIZE="1",
-               **extra_env)
+    env = dict(os.environ, WORK_DIR=str(work_dir), OFFICE_PROFILE_TEMPLATE=str(template), POOL_SIZE="1")
+    env.update(extra_env)
     return subprocess.run(
         [sys.executable, "-m", "worker", "convert", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
@@ -61,6 +61,23 @@ def test_bad_input_exits_2_with_one_line_naming_the_reason(tmp_path: Path, templ
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     assert not out.exists()
+
+
+@pytest.mark.parametrize("initialised", [True, False], ids=["template", "no-template"])
+def test_an_office_that_cannot_start_exits_1_with_one_line(tmp_path: Path, template: Path, initialised: bool) -> None:
+    """A missing LibreOffice is reported as office_unavailable, not retried forever or shown as a traceback."""
+    out = tmp_path / "out.pdf"
+    env = {"SOFFICE_BIN": str(tmp_path / "no-soffice"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    if not initialised:
+        env["OFFICE_PROFILE_TEMPLATE"] = str(REPO / "uno" / "profile")  # needs the first start, which fails
+    result = run_cli([str(DATA / "sample.docx"), "-o", str(out)], tmp_path / "work", template, **env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("worker: office_unavailable: "), result.stderr
+    assert "no-soffice" in lines[0] or "office.log" in lines[0]
+    assert not out.exists()
+    assert office_pids_under(tmp_path / "work") == []
+    assert list((tmp_path / "cache" / "docworker").glob("*")) == [], "a half-built profile was left"
 
 
 def test_bad_input_reasons_are_distinct_on_the_command_line(tmp_path: Path, template: Path) -> None:

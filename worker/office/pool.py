@@ -126,19 +126,24 @@ class OfficePool:
         self._stop = threading.Event()
         self._template: Path | None = None
         self._monitor: threading.Thread | None = None
+        self._give_up_on_start = False
+        self._last_start_error = ""
         self._log: IO[bytes] | None = None
         self._live: set[OfficeInstance] = set()  # every started instance, ready or not, until it is stopped
         self._live_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, wait: bool = True) -> None:
+    def start(self, wait: bool = True, *, give_up_on_failure: bool = False) -> None:
         """Start every instance in parallel; with wait=True return once all are proven (raise if none is).
 
         An instance is proven, and the pool ready, after its first real conversion (the text probe); the
         spreadsheet and presentation modules then load in the background before it takes work, so `/ready` does
         not wait for them and the first request of each family does not pay for them either.
+        A server retries a failed start forever (/ready stays false); a one-shot command passes
+        give_up_on_failure, or a missing or broken LibreOffice would leave it waiting forever.
         """
+        self._give_up_on_start = give_up_on_failure
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.settings.work_dir / "office.log", "ab")  # noqa: SIM115 (closed in stop)
         self._template = self._prepare_profile()
@@ -151,7 +156,10 @@ class OfficePool:
             for slot in self._slots:
                 slot.started.wait()
             if not any(s.state in (State.IDLE, State.BUSY) or s.warming for s in self._slots):
-                raise WorkerError(Reason.OFFICE_UNAVAILABLE, "no office instance became ready; see office.log")
+                why = f": {self._last_start_error}" if self._last_start_error else ""
+                raise WorkerError(Reason.OFFICE_UNAVAILABLE,
+                                  f"no office instance became ready with SOFFICE_BIN={self.settings.soffice}{why} "
+                                  f"(see {self.settings.work_dir}/office.log)")
 
     def stop(self) -> None:
         """Refuse new work, then stop every process group."""
@@ -187,7 +195,11 @@ class OfficePool:
         building = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}")
         shutil.rmtree(building, ignore_errors=True)
         shutil.copytree(source, building)
-        init_profile(self.settings, building, self._log)
+        try:
+            init_profile(self.settings, building, self._log)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
         try:
             building.rename(target)  # atomic: concurrent pools never see a half-built profile
         except OSError:
@@ -402,8 +414,11 @@ class OfficePool:
                 self._stop_instance(inst)
                 if self._stop.is_set():
                     break  # stopped while starting: expected, not a failure
-                log.error("office %d failed to start: %s", slot.index, exc)
+                self._last_start_error = str(exc)
                 self.restarts[RestartReason.START_FAILED.value] += 1
+                if self._give_up_on_start and slot.epoch == 0:
+                    break  # start() raises with this error: the caller reports it once
+                log.error("office %d failed to start: %s", slot.index, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
         with slot.use:
@@ -585,9 +600,16 @@ def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | 
     """Start LibreOffice once on a profile so later starts skip the first-run restart; mark it done."""
     with tempfile.TemporaryDirectory(prefix="office-init-") as tmp:
         cmd = launcher_command(settings, profile, Ports(0, free_port()), "--init-only")
-        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, check=True,
-                       env=launcher_env(Path(tmp), home=Path(tmp)),
-                       timeout=settings.start_timeout_s + 10, start_new_session=True)
+        try:
+            subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, check=True,
+                           env=launcher_env(Path(tmp), home=Path(tmp)),
+                           timeout=settings.start_timeout_s + 10, start_new_session=True)
+        except subprocess.CalledProcessError as exc:
+            raise WorkerError(Reason.OFFICE_UNAVAILABLE, f"LibreOffice ({settings.soffice}) could not initialise a "
+                              f"profile: the launcher exited with {exc.returncode}; see office.log") from exc
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            raise WorkerError(Reason.OFFICE_UNAVAILABLE,
+                              f"LibreOffice ({settings.soffice}) could not initialise a profile: {exc}") from exc
     (profile / INIT_MARKER).write_text("initialised by docworker\n")
 
 

@@ -28,6 +28,11 @@ def _find_uno_dir() -> Path:
     return REPO_ROOT / "uno"
 
 
+# Measured under the stress campaign (docs/stress.md): a launcher ~35 MB, a freshly warmed office 170-215 MB,
+# the worker 70-90 MB; an office grows at most ~70 MB/s, so ~18 MB between two checks of the kill limit.
+LAUNCHER_MB, SPARE_OFFICE_MB, WORKER_MB, KILL_CHECK_SLACK_MB = 48, 256, 128, 64
+
+
 @dataclass(frozen=True)
 class OfficeSettings:
     """How the pool runs LibreOffice; `worker convert` needs only this part."""
@@ -50,6 +55,13 @@ class OfficeSettings:
     @property
     def effective_rss_kill_mb(self) -> int:
         return self.rss_kill_mb or self.max_rss_mb * 3 // 2
+
+    @property
+    def memory_ceiling_mb(self) -> int:
+        """RSS worst case of the worker and its offices: every office at its kill limit while a spare warms up
+        beside it (planned recycles start the spare early, and both slots tend to recycle together)."""
+        per_slot = self.effective_rss_kill_mb + KILL_CHECK_SLACK_MB + SPARE_OFFICE_MB + 2 * LAUNCHER_MB
+        return self.pool_size * per_slot + WORKER_MB
 
     @property
     def effective_queue_size(self) -> int:

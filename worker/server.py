@@ -7,13 +7,14 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
-from worker.config import Config
+from worker.config import Config, OfficeSettings
 from worker.logs import setup as setup_logging
 from worker.office import OfficePool
 
@@ -48,6 +49,31 @@ class ProbeFirstDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]  # wai
         return bool(super().shutdown(cancel_pending, timeout))
 
 
+CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def container_memory_limit_mb(paths: tuple[Path, ...] = CGROUP_MEMORY_LIMITS) -> int | None:
+    """The container's memory limit from its cgroup (v2, then v1); None when unlimited or not in a container."""
+    for path in paths:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if not text.isdigit() or int(text) >= 2**60:  # "max" (v2) or the v1 "unlimited" sentinel
+            return None
+        return int(text) // 2**20
+    return None
+
+
+def memory_budget_warning(office: OfficeSettings, limit_mb: int | None) -> str | None:
+    """Say so at start when the offices can outgrow the container: the kernel would kill the whole worker."""
+    if limit_mb is None or office.memory_ceiling_mb <= limit_mb:
+        return None
+    return (f"POOL_SIZE={office.pool_size} offices with OFFICE_RSS_KILL_MB={office.effective_rss_kill_mb} can use "
+            f"{office.memory_ceiling_mb} MiB, more than the container's {limit_mb} MiB: lower OFFICE_RSS_KILL_MB "
+            f"or POOL_SIZE, or raise the memory limit (docs/stress.md, Memory ceiling)")
+
+
 def make_server(app: Any, host: str, port: int, threads: int, channel_timeout_s: float) -> Any:
     """waitress on `threads` push threads plus 2 probe threads, so /health never waits behind a conversion."""
     dispatcher = ProbeFirstDispatcher(probe_threads=2)
@@ -64,6 +90,11 @@ def serve(host: str | None = None) -> int:
     setup_logging(os.environ.get("LOG_FORMAT") or ("text" if os.isatty(1) else config.log_format))
     pool = OfficePool(config.office)
     started = time.monotonic()
+    limit_mb = container_memory_limit_mb()
+    warning = memory_budget_warning(config.office, limit_mb)
+    if warning:
+        log.warning(warning, extra={"fields": {"memory_ceiling_mb": config.office.memory_ceiling_mb,
+                                               "memory_limit_mb": limit_mb}})
 
     def start_pool() -> None:
         try:

@@ -198,9 +198,8 @@ class Sampler:
 
 
 def ceiling_mb(pool_size: int, max_office_rss_mb: int) -> int:
-    """The documented ceiling (docs/stress.md): each office may reach its RSS limit plus one document's growth
-    before the pool recycles it (checked after each conversion), plus its launcher (~40 MB), plus the worker."""
-    return pool_size * (max_office_rss_mb + 256 + 64) + 384
+    """The ceiling the worker itself documents and checks at start (OfficeSettings.memory_ceiling_mb)."""
+    return OfficeSettings(pool_size=pool_size, max_rss_mb=max_office_rss_mb).memory_ceiling_mb
 
 
 # -- uploads and the tally ------------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def test_poison(n: int, timeout_s: float, pubsub: emulators.Proc, logs: Path, tm
     slow = {"incoming/poison/slow-corpus.odt": CORPUS / SLOW_CORPUS_DOC}
     poison = {**hanging, **slow}
     report = Report("poison", f"{n} documents + {len(poison)} poison, timeout {timeout_s:g} s", n + len(poison),
-                    ceiling_mb=ceiling_mb(POOL, MAX_OFFICE_RSS_MB) + 2048)
+                    ceiling_mb=ceiling_mb(POOL, MAX_OFFICE_RSS_MB))  # the kill limit bounds the bomb
     record.append(report)
     try:
         docs = corpus_docs(n, seed=5)
@@ -215,6 +215,7 @@ def test_poison(n: int, timeout_s: float, pubsub: emulators.Proc, logs: Path, tm
         if timeout_s < 12.7:  # shorter than its idle conversion time: it can only time out
             assert [b.name for b in done[name]] == [name + ".error.json"], (name, done[name])
     assert report.extra["longest_gap_between_conversions_s"] <= timeout_s + 10, report.text()
+    assert report.peak_rss_mb < report.ceiling_mb, report.text()
     assert report.orphans_at_end == 0
 
 

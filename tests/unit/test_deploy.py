@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from worker.config import Config
+
 ROOT = Path(__file__).resolve().parents[2]
 CLOUDBUILD = ROOT / "cloudbuild.yaml"
 SERVICE_YAML = ROOT / "deploy" / "service.yaml"
@@ -186,6 +188,19 @@ def test_check_step_rejects_missing_buckets(cloudbuild, tmp_path):
     assert run(_INPUT_BUCKET="a", _OUTPUT_BUCKET="a", _OUTPUT_PREFIX="pdf/") == 0
 
 
+def needed_memory_mib(env: dict[str, str], concurrency: int) -> int:
+    """The worker's own budget (what it checks against the cgroup at start) plus Cloud Run's in-memory /tmp:
+    each admitted request's download and PDF, each up to MAX_INPUT_BYTES."""
+    config = Config.from_env({k: v for k, v in env.items() if v is not None})  # valueFrom entries have no value
+    return config.office.memory_ceiling_mb + concurrency * 2 * config.max_input_bytes // 2**20
+
+
+def test_the_memory_rule_fails_a_container_sized_by_the_kill_limit_alone():
+    env = {"OUTPUT_BUCKET": "o", "INPUT_BUCKETS": "i", "AUTH_MODE": "off", "POOL_SIZE": "2",
+           "MAX_OFFICE_RSS_MB": "640", "OFFICE_RSS_KILL_MB": "768"}
+    assert needed_memory_mib(env, 2) > mem_mib("2Gi")  # the old sizing: 2 x 768 + 512
+
+
 def test_deploy_flags_match_the_worker_contract(deploy_step):
     f, env = deploy_step
     assert "--no-allow-unauthenticated" in f
@@ -198,7 +213,7 @@ def test_deploy_flags_match_the_worker_contract(deploy_step):
     assert float(f["--cpu"][0]) == pool, "1 vCPU per office instance"
     # The hard per-office limit bounds memory (killed above it mid-conversion); the recycle ceiling sits below.
     assert int(env["MAX_OFFICE_RSS_MB"]) <= int(env["OFFICE_RSS_KILL_MB"])
-    assert mem_mib(f["--memory"][0]) >= pool * int(env["OFFICE_RSS_KILL_MB"]) + 512
+    assert mem_mib(f["--memory"][0]) >= needed_memory_mib(env, int(f["--concurrency"][0]))
     assert env["AUTH_MODE"] == "platform"
     assert env["PUSH_SERVICE_ACCOUNT"] == f"docworker-push@{PROJECT}.iam.gserviceaccount.com"
     assert env["OUTPUT_BUCKET"] and env["INPUT_BUCKETS"]
@@ -267,7 +282,7 @@ def test_service_yaml_invariants(service, deploy_step):
     assert spec["containerConcurrency"] == pool
     assert float(app["resources"]["limits"]["cpu"]) == pool
     assert int(env["MAX_OFFICE_RSS_MB"]) <= int(env["OFFICE_RSS_KILL_MB"])
-    assert mem_mib(app["resources"]["limits"]["memory"]) >= pool * int(env["OFFICE_RSS_KILL_MB"]) + 512
+    assert mem_mib(app["resources"]["limits"]["memory"]) >= needed_memory_mib(env, spec["containerConcurrency"])
     assert spec["timeoutSeconds"] >= ACK_DEADLINE
     assert spec["serviceAccountName"] == f"docworker-run@{PROJECT}.iam.gserviceaccount.com"
     assert ann["run.googleapis.com/execution-environment"] == "gen2"

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ import requests
 from flask import Flask
 from waitress.server import create_server
 
-from worker.server import make_server
+from worker.config import OfficeSettings
+from worker.server import container_memory_limit_mb, make_server, memory_budget_warning
 
 
 def blocking_app(release: threading.Event, entered: threading.Semaphore) -> Flask:
@@ -79,3 +81,37 @@ def test_control_plain_waitress_queues_the_probe_behind_held_pushes() -> None:
             requests.get(f"{url}/health", timeout=2)  # the pushes hold their threads for up to 60 s
         release.set()
         assert [p.result().status_code for p in pushes] == [204, 204, 204]
+
+
+# -- the memory budget checked at start ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("v2", "v1", "expected"), [
+    ("2147483648\n", None, 2048),          # Cloud Run / Docker with cgroup v2
+    ("max\n", None, None),                 # v2, no limit
+    (None, "3221225472\n", 3072),          # cgroup v1
+    (None, "9223372036854771712\n", None),  # v1's "unlimited"
+    (None, None, None),                    # not in a container
+])
+def test_container_memory_limit_is_read_from_the_cgroup(
+    tmp_path: Path, v2: str | None, v1: str | None, expected: int | None
+) -> None:
+    paths = (tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes")
+    for path, text in zip(paths, (v2, v1), strict=True):
+        if text is not None:
+            path.write_text(text)
+    assert container_memory_limit_mb(paths) == expected
+
+
+def test_memory_ceiling_counts_each_office_at_its_kill_limit_with_a_warming_spare() -> None:
+    office = OfficeSettings(pool_size=2, max_rss_mb=640, rss_kill_mb=768)
+    assert office.memory_ceiling_mb == 2 * (768 + 64 + 256 + 2 * 48) + 128
+    assert OfficeSettings(pool_size=1, max_rss_mb=1000).memory_ceiling_mb == 1500 + 64 + 256 + 96 + 128
+
+
+def test_a_container_smaller_than_the_ceiling_is_named_at_start() -> None:
+    office = OfficeSettings(pool_size=2, max_rss_mb=640, rss_kill_mb=768)
+    assert memory_budget_warning(office, None) is None
+    assert memory_budget_warning(office, office.memory_ceiling_mb) is None
+    warning = memory_budget_warning(office, 2048)
+    assert warning is not None and "2496 MiB" in warning and "2048 MiB" in warning and "OFFICE_RSS_KILL_MB" in warning

@@ -83,8 +83,13 @@ def test_hostile_files(copies: int, gcs: emulators.Proc, logs: Path, tmp_path: P
             "too-large.docx": tmp_path / "large.docx",
         }
         files["png-renamed.docx"].write_bytes(PNG_1X1)
-        with files["too-large.docx"].open("wb") as f:  # fake-gcs keeps objects in memory: 150 MB, not 1 GB
+        with files["too-large.docx"].open("wb") as f:  # fake-gcs keeps objects in memory: 150 MB per copy
             f.truncate(150 * 2**20)
+        once: dict[str, Path] = {}
+        if copies > 1:  # the full size adds the 1 GB sparse upload, once (1 GiB of fake-gcs memory)
+            once["huge-sparse.docx"] = tmp_path / "huge.docx"
+            with once["huge-sparse.docx"].open("wb") as f:
+                f.truncate(2**30)
         make_many_links_docx(links := tmp_path / "links.docx", canary.url("/links"), 300)
         make_linked_image_odt(linked := tmp_path / "linked.odt", canary.url("/odt"))
         make_macro_onload_odt(macro := tmp_path / "macro.odt", marker)
@@ -93,18 +98,20 @@ def test_hostile_files(copies: int, gcs: emulators.Proc, logs: Path, tmp_path: P
                   "dde.docx": dde}
         expected = {"zip-bomb.docx": "zip_bomb", "entity-bomb.docx": "hostile",
                     "png-renamed.docx": "unsupported_type", "too-large.docx": "too_large"}
+        expected |= {name: "too_large" for name in once}
 
         worker = StressWorker(logs, tmp_path / "work", gcs.url, CONVERSION_TIMEOUT_S="60")
         worker.start()
         around = worker.work_dir.parent
         before = _files_under(around, skip=worker.work_dir / "office")
         before_tmp = set(os.listdir("/tmp"))
-        report = Report("hostile-files", f"{len(files)} kinds x {copies}", len(files) * copies,
-                        ceiling_mb=ceiling_mb(2, 1024))
+        items: list[tuple[str, Path | bytes]] = [(f"hostile/{c}/{name}", path) for c in range(copies)
+                                                 for name, path in files.items()]
+        items += [(f"hostile/0/{name}", path) for name, path in once.items()]
+        report = Report("hostile-files", f"{len(files)} kinds x {copies}" + (" + 1 GiB sparse" if once else ""),
+                        len(items), ceiling_mb=ceiling_mb(2, 1024))
         record.append(report)
         try:
-            items: list[tuple[str, Path | bytes]] = [(f"hostile/{c}/{name}", path) for c in range(copies)
-                                                     for name, path in files.items()]
             uploads = upload_all(worker, DIRECT_BUCKET, items, threads=4)
             chain = worker.as_chain_worker()
             t0 = time.monotonic()
@@ -116,7 +123,8 @@ def test_hostile_files(copies: int, gcs: emulators.Proc, logs: Path, tmp_path: P
             answers = {a["object"]: a for a in worker.answers() if a.get("object", "").startswith("hostile/")}
             outcome = {u.name.split("/", 2)[2]: (answers[u.name]["outcome"], answers[u.name]["reason"])
                        for u in uploads}
-            too_large_stages = [answers[u.name].get("durations") for u in uploads if u.name.endswith("too-large.docx")]
+            too_large_stages = [answers[u.name].get("durations") for u in uploads
+                                if u.name.endswith(("too-large.docx", "huge-sparse.docx"))]
             report.extra = {"outcomes": outcome, "canary_requests": len(canary.requests),
                             "too_large_durations": too_large_stages}
         finally:
@@ -130,6 +138,7 @@ def test_hostile_files(copies: int, gcs: emulators.Proc, logs: Path, tmp_path: P
     assert not marker.exists(), "the on-load macro ran"
     for name, reason in expected.items():
         assert outcome[name] == ("failed", reason), (name, outcome[name])
+    assert len(too_large_stages) == copies + len(once)
     for name in set(files) - set(expected):
         assert outcome[name][0] in ("converted", "failed"), (name, outcome[name])
     for durations in too_large_stages:  # refused from the object's metadata: the download stage never ran

@@ -198,6 +198,7 @@ def envelope(item: dict[str, Any], message_id: str) -> dict[str, Any]:
             "data": base64.b64encode(json.dumps(item).encode()).decode(),
             "messageId": message_id, "publishTime": publish,
         },
+        "deliveryAttempt": 1,  # deploy/provision sets a dead-letter policy, so Pub/Sub numbers every delivery
     }
 
 

@@ -177,9 +177,13 @@ class Job:
         pdf_name, alt_name, record_name = output_names(self.config, event.name)
         durations: dict[str, float] = {}
         try:
-            done = self._already_done(event, pdf_name, alt_name, record_name)
-            if done is not None:
-                return done
+            # Only a redelivery is likely to find its output stored: a first delivery (Pub/Sub says attempt 1 when
+            # the subscription has a dead-letter policy) skips the reads, a storage round trip on every push; a
+            # duplicate publish is still caught by the create-only write, at the cost of one wasted conversion.
+            if event.delivery_attempt != 1:
+                done = self._already_done(event, pdf_name, alt_name, record_name)
+                if done is not None:
+                    return done
             with tempfile.TemporaryDirectory(prefix="job-", dir=self.config.office.work_dir / "jobs") as tmp:
                 return self._convert_and_store(event, Path(tmp), pdf_name, alt_name, durations)
         except ObjectGone as exc:

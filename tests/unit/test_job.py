@@ -37,6 +37,7 @@ class FakeStore:
         self.before_create: Callable[[str, str], object] | None = None
         self.before_replace: Callable[[str, str], object] | None = None
         self.fail_writes: WorkerError | None = None
+        self.output_checks = 0  # get_outputs calls: the idempotency reads before a conversion
 
     def put(self, bucket: str, name: str, data: bytes, metadata: dict[str, str] | None = None,
             content_type: str | None = None) -> ObjectInfo:
@@ -63,6 +64,7 @@ class FakeStore:
         return None if live is None else live[0]
 
     def get_outputs(self, bucket: str, names: list[str]) -> list[ObjectInfo | None]:
+        self.output_checks += 1
         return [self.get_output(bucket, name) for name in names]
 
     def create(self, bucket: str, name: str, src: Path | bytes, *, content_type: str,
@@ -181,6 +183,28 @@ def test_concurrent_delivery_that_stored_first_makes_this_one_a_duplicate(job: J
     store.before_create = lambda b, n: store.put(b, n, PDF, meta)  # the twin delivery wins the race
     result = job.run(event(src))
     assert (result.outcome, result.reason) == (Outcome.DUPLICATE, "concurrent")
+    assert len(store.objects[(OUT, "a.pdf")]) == 1
+
+
+def test_a_redelivery_is_answered_from_storage_without_converting(job: Job, store: FakeStore, pool: FakePool) -> None:
+    src = store.put(IN, "a.docx", SAMPLE)
+    assert job.run(event(src, delivery_attempt=1)).outcome == Outcome.CONVERTED
+    assert (pool.calls, store.output_checks) == (1, 0)  # a first delivery goes straight to work
+    again = job.run(event(src, delivery_attempt=2))
+    assert (again.outcome, again.reason) == (Outcome.DUPLICATE, "same_generation")
+    assert (pool.calls, store.output_checks) == (1, 1)
+    unknown = job.run(event(src))  # no deliveryAttempt (no dead-letter policy): always check first
+    assert unknown.outcome == Outcome.DUPLICATE and pool.calls == 1
+
+
+def test_a_duplicate_publish_on_first_delivery_never_writes_a_second_pdf(
+    job: Job, store: FakeStore, pool: FakePool
+) -> None:
+    src = store.put(IN, "a.docx", SAMPLE)
+    assert job.run(event(src, message_id="m-1", delivery_attempt=1)).outcome == Outcome.CONVERTED
+    twin = job.run(event(src, message_id="m-2", delivery_attempt=1))  # GCS notified twice: two messages
+    assert (twin.outcome, twin.reason) == (Outcome.DUPLICATE, "concurrent")
+    assert pool.calls == 2  # the price of skipping the reads: one wasted conversion
     assert len(store.objects[(OUT, "a.pdf")]) == 1
 
 

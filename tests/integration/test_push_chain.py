@@ -46,6 +46,19 @@ RESULT_TIMEOUT_S = 120.0
 # -- the worker subprocess and its log ------------------------------------------------------------------------------
 
 
+def json_log_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a worker's log file; anything else (a partial last line, stray output) is skipped."""
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
 @dataclass
 class Worker:
     proc: emulators.Proc
@@ -60,15 +73,7 @@ class Worker:
 
     def log_lines(self) -> list[dict[str, Any]]:
         """Every JSON line the worker wrote so far (LOG_FORMAT=json, one object per line)."""
-        out = []
-        for line in self.proc.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-        return out
+        return json_log_lines(self.proc.log_path)
 
     def deliveries(self, name: str, bucket: str | None = None) -> list[dict[str, Any]]:
         """The push answers (one log line with `status` per request) about one object."""

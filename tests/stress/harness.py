@@ -35,6 +35,7 @@ from tests.integration.test_push_chain import (
     PROJECT,
     Worker,
     chain_worker_env,
+    json_log_lines,
 )
 from tests.processes import office_pids_under, processes_mentioning
 from worker import emulators
@@ -108,15 +109,8 @@ class StressWorker:
         return kill_pids(self.office_processes())
 
     def log_lines(self) -> list[dict[str, Any]]:
-        out = []
-        for proc in self.incarnations:
-            for line in proc.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-                if line.startswith("{"):
-                    try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass
-        return out
+        """Every incarnation's JSON log lines, oldest first."""
+        return [line for proc in self.incarnations for line in json_log_lines(proc.log_path)]
 
     def answers(self) -> list[dict[str, Any]]:
         """One line per push request the worker answered."""

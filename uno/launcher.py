@@ -25,6 +25,7 @@ import time
 EXIT_OFFICE_DIED = 3
 EXIT_START_FAILED = 4
 EXIT_PARENT_GONE = 5
+EXIT_OFFICE_KILLED = 6  # soffice.bin got a SIGKILL nobody in the worker sent: OOM killer, operator, chaos test
 # soffice.bin asks its parent to restart it (first start on a new profile); oosplash normally does this.
 SOFFICE_RESTART_CODE = 81
 
@@ -134,7 +135,7 @@ def watch(office):
     if STOPPING.is_set():
         return
     print(f"launcher: soffice.bin exited with {office.returncode}", file=sys.stderr, flush=True)
-    os._exit(EXIT_OFFICE_DIED)
+    os._exit(EXIT_OFFICE_KILLED if office.returncode == -signal.SIGKILL else EXIT_OFFICE_DIED)
 
 
 def main():

@@ -22,6 +22,7 @@ class Reason(StrEnum):
     BUCKET_NOT_ALLOWED = "bucket_not_allowed"
     # Our side or a dependency: transient, Pub/Sub should redeliver.
     OFFICE_CRASHED = "office_crashed"
+    OFFICE_KILLED = "office_killed"  # SIGKILLed from outside (OOM killer, operator): not the document's doing
     MEMORY_EXHAUSTED = "memory_exhausted"
     OFFICE_UNAVAILABLE = "office_unavailable"
     QUEUE_FULL = "queue_full"
@@ -39,6 +40,7 @@ class Reason(StrEnum):
 RETRYABLE = frozenset(
     {
         Reason.OFFICE_CRASHED,
+        Reason.OFFICE_KILLED,
         Reason.OFFICE_UNAVAILABLE,
         Reason.QUEUE_FULL,
         Reason.STORAGE_UNAVAILABLE,

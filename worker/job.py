@@ -277,7 +277,10 @@ class Job:
         raise WorkerError(Reason.NAME_COLLISION, f"gs://{bucket}/{name} belongs to another source object")
 
     def _give_up(self, event: ObjectEvent, exc: WorkerError) -> bool:
-        """A document that keeps hanging or crashing the office is poison: stop retrying after N attempts."""
+        """A document that keeps hanging or crashing the office is poison: stop retrying after N attempts.
+
+        Not office_killed: a SIGKILL from outside (OOM killer, operator) says nothing about the document.
+        """
         if exc.reason not in (Reason.CONVERSION_TIMEOUT, Reason.OFFICE_CRASHED, Reason.MEMORY_EXHAUSTED):
             return False
         local = self.attempts.bump((event.bucket, event.name, event.generation))

@@ -37,6 +37,7 @@ REASONS_BY_OUTCOME = {
 RETRY_STATUS: dict[Reason, int | None] = {
     Reason.QUEUE_FULL: 429,
     Reason.OFFICE_CRASHED: 503,
+    Reason.OFFICE_KILLED: 503,
     Reason.OFFICE_UNAVAILABLE: 503,
     Reason.STORAGE_UNAVAILABLE: 503,
     Reason.AUTH_UNAVAILABLE: 503,
@@ -52,6 +53,7 @@ ERROR_STATUS: dict[Reason, int] = {
     Reason.FORBIDDEN: 403,
     Reason.QUEUE_FULL: 429,
     Reason.OFFICE_CRASHED: 503,
+    Reason.OFFICE_KILLED: 503,
     Reason.OFFICE_UNAVAILABLE: 503,
     Reason.STORAGE_UNAVAILABLE: 503,
     Reason.AUTH_UNAVAILABLE: 503,

@@ -354,7 +354,8 @@ def test_pubsub_delivery_attempt_counts_towards_giving_up(job: Job, store: FakeS
     assert job.run(event(src, delivery_attempt=3)).outcome == Outcome.FAILED
 
 
-@pytest.mark.parametrize("reason", [Reason.QUEUE_FULL, Reason.OFFICE_UNAVAILABLE, Reason.SHUTTING_DOWN])
+@pytest.mark.parametrize("reason", [Reason.QUEUE_FULL, Reason.OFFICE_UNAVAILABLE, Reason.SHUTTING_DOWN,
+                                    Reason.OFFICE_KILLED])  # killed from outside: says nothing about the document
 def test_overload_is_retried_forever_never_recorded(job: Job, store: FakeStore, pool: FakePool,
                                                     reason: Reason) -> None:
     src = store.put(IN, "a.docx", SAMPLE)

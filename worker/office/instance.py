@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import select
@@ -21,6 +22,7 @@ import unoserver
 from worker.config import OfficeSettings
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+LAUNCHER_EXIT_OFFICE_KILLED = 6  # uno/launcher.py EXIT_OFFICE_KILLED: soffice.bin died of a SIGKILL
 
 
 class OfficeStartError(Exception):
@@ -162,10 +164,18 @@ class OfficeInstance:
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def kill_office(self) -> None:
-        """Kill soffice.bin only (tests and chaos use this to simulate a crash)."""
+    def kill_office(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Signal soffice.bin only (tests and chaos: SIGKILL is a kill from outside, SIGSEGV or SIGABRT a crash)."""
         if self.office_pid:
-            os.kill(self.office_pid, signal.SIGKILL)
+            os.kill(self.office_pid, sig)
+
+    def killed_from_outside(self, wait_s: float = 2.0) -> bool:
+        """Whether the launcher reported that its soffice.bin died of a SIGKILL (it exits right after)."""
+        if self.popen is None:
+            return False
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(wait_s)
+        return self.popen.poll() == LAUNCHER_EXIT_OFFICE_KILLED
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class State(StrEnum):
 class RestartReason(StrEnum):
     EXIT = "exit"  # the office went away while idle
     CRASH = "crash"  # it died or stopped answering during a conversion
+    KILLED = "killed"  # a SIGKILL from outside the worker during a conversion (OOM killer, operator)
     TIMEOUT = "timeout"  # a conversion ran past the timeout and was killed
     MAX_CONVERSIONS = "max_conversions"  # planned recycle after N conversions
     MEMORY = "memory"  # soffice.bin RSS above the ceiling
@@ -299,6 +300,12 @@ class OfficePool:
                 Reason.MEMORY_EXHAUSTED,
                 f"the document made the office grow past {self.settings.effective_rss_kill_mb} MiB while converting",
             ) from cause
+        # A SIGKILL the worker did not send says nothing about the document (seen under chaos: an innocent slow
+        # spreadsheet whose office was killed 3 times ended as a poison record); it must not count as poison.
+        if slot.instance is not None and slot.instance.killed_from_outside():
+            self._recycle(slot, RestartReason.KILLED)
+            raise WorkerError(Reason.OFFICE_KILLED, "the office was SIGKILLed from outside the worker during the "
+                              "conversion (the kernel's OOM killer or an operator)") from cause
         self._recycle(slot, RestartReason.CRASH)
         raise WorkerError(Reason.OFFICE_CRASHED, f"the office crashed during the conversion ({cause})") from cause
 

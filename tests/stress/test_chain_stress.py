@@ -197,15 +197,26 @@ def test_poison(n: int, timeout_s: float, pubsub: emulators.Proc, logs: Path, tm
             report.wall_s = round(time.monotonic() - t0, 1)
             time.sleep(3)
         done = tally(worker, uploads, "incoming/poison/", report, sampler)
-        answers = [a for a in worker.answers() if a.get("object") in poison]
-        office_answers = {name: [a["reason"] for a in answers if a["object"] == name
-                                 and a["reason"] in ("conversion_timeout", "office_crashed")] for name in poison}
+        office_reasons = ("conversion_timeout", "office_crashed", "memory_exhausted")
+        attempts_seen = [a for a in worker.answers() if a.get("object") in poison and a["reason"] in office_reasons]
+        office_answers = {name: [a["reason"] for a in attempts_seen if a["object"] == name] for name in poison}
         converted_at = sorted(_epoch(a["time"]) for a in worker.answers()
                               if a.get("outcome") == "converted" and a.get("object") not in poison)
         gaps = [b - a for a, b in itertools.pairwise(converted_at)]
+        # Not stalled, shown without a time limit: while a poison attempt ran, other documents kept converting on
+        # the other office (one finished inside its interval) whenever some were still waiting at its end, unless
+        # another poison attempt held that office at the same time (then the rest waits one timeout, as allowed).
+        spans = [(_epoch(a["time"]) - float(a["total_s"]), _epoch(a["time"])) for a in attempts_seen]
+        stalled = []
+        for (start, end), a in zip(spans, attempts_seen, strict=True):
+            others_waiting = bool(converted_at) and converted_at[-1] > end
+            progressed = any(start <= t <= end for t in converted_at)
+            both_held = any(s < end and start < e for s, e in spans if (s, e) != (start, end))
+            if others_waiting and not progressed and not both_held:
+                stalled.append(a["object"])
         report.extra = {"poison_outcomes": {k: [b.name for b in done[k]] for k in poison},
-                        "poison_office_answers": office_answers, "longest_gap_between_conversions_s":
-                        round(max(gaps, default=0.0), 2)}
+                        "poison_office_answers": office_answers, "poison_attempts_that_stalled_the_rest": stalled,
+                        "longest_gap_between_conversions_s": round(max(gaps, default=0.0), 2)}
     finally:
         _finish(worker, gcs, report)
     assert report.lost == 0 and report.both == 0 and report.duplicates == 0 and report.corrupt == 0, report.text()
@@ -217,7 +228,7 @@ def test_poison(n: int, timeout_s: float, pubsub: emulators.Proc, logs: Path, tm
         assert len(office_answers[name]) <= attempts, (name, office_answers[name])
         if timeout_s < 12.7:  # shorter than its idle conversion time: it can only time out
             assert [b.name for b in done[name]] == [name + ".error.json"], (name, done[name])
-    assert report.extra["longest_gap_between_conversions_s"] <= timeout_s + 10, report.text()
+    assert stalled == [], report.text()  # the longest gap is printed as a figure, not asserted (load flakes it)
     assert report.peak_rss_mb < report.ceiling_mb, report.text()
     assert report.orphans_at_end == 0
 

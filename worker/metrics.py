@@ -46,6 +46,9 @@ class Metrics:
         self.attempts = Histogram("worker_delivery_attempt", "Pub/Sub deliveryAttempt of each push (DLQ only).",
                                   buckets=(1, 2, 3, 5, 10, 20, 50, 100), registry=registry)
         self.draining = Gauge("worker_draining", "1 while the worker drains after SIGTERM.", registry=registry)
+        self.memory = Gauge("worker_memory_budget_bytes", "ceiling: worst-case RSS of the worker and its offices "
+                            "for these settings; limit: the container's memory limit (absent when unlimited).",
+                            ["kind"], registry=registry)
         info = Gauge("worker_build_info", "Build information; always 1.", ["version", "python"], registry=registry)
         info.labels(__version__, platform.python_version()).set(1)
         for stage in STAGES:
@@ -64,6 +67,12 @@ class Metrics:
             self.attempts.observe(delivery_attempt)
         if publish_time is not None and result.outcome.value == "converted":
             self.lag.observe(max(0.0, (now - publish_time).total_seconds()))
+
+    def set_memory_budget(self, ceiling_mb: int, limit_mb: int | None) -> None:
+        """Exported so an alert can compare the offices' RSS with the limit, not only the start-up warning."""
+        self.memory.labels("ceiling").set(ceiling_mb * 2**20)
+        if limit_mb is not None:
+            self.memory.labels("limit").set(limit_mb * 2**20)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

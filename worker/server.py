@@ -122,6 +122,7 @@ def serve(host: str | None = None) -> int:
         ))
         registry = CollectorRegistry()
         metrics = Metrics(registry, pool)
+        metrics.set_memory_budget(config.office.memory_ceiling_mb, limit_mb)
         job = Job(config, pool, Store())
     except BaseException:
         pool.stop()  # e.g. no credentials: never leave offices behind a start-up error

@@ -30,6 +30,8 @@ from google.cloud import storage
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker import emulators
+from worker.config import OfficeSettings
+from worker.server import container_memory_limit_mb
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
@@ -278,6 +280,14 @@ def test_metrics_after_a_conversion_a_failure_and_an_ignored_event(observed: Wor
     build = [k for k in m if k[0] == "worker_build_info"]
     assert len(build) == 1 and m[build[0]] == 1 and dict(build[0][1])["version"]
     assert value(m, "worker_draining") == 0
+    # the memory budget the worker checked at start: its ceiling, and this machine's cgroup limit if it has one
+    ceiling_mb = OfficeSettings(pool_size=1).memory_ceiling_mb  # POOL_SIZE=1, the other settings default
+    assert value(m, "worker_memory_budget_bytes", kind="ceiling") == ceiling_mb * 2**20
+    limit_mb = container_memory_limit_mb()
+    if limit_mb is None:
+        assert ("worker_memory_budget_bytes", frozenset({("kind", "limit")})) not in m
+    else:
+        assert value(m, "worker_memory_budget_bytes", kind="limit") == limit_mb * 2**20
 
     # every name has the prefix; promtool finds nothing to complain about
     names = {k[0] for k in m}
@@ -489,3 +499,19 @@ def test_sigterm_finishes_the_job_in_flight_refuses_new_pushes_and_stops_every_o
     assert long_line["outcome"] == "converted" and long_line["status"] == 204
     refused = [line for line in lines if line.get("status") == 503]
     assert refused and refused[0]["severity"] == "WARNING"
+
+
+def test_the_documented_alert_rules_are_valid_prometheus_rules(tmp_path: Path) -> None:
+    """docs/operations.md's alert block is what operators paste: promtool must accept it as it stands."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    rules = [b for b in blocks if b.startswith("groups:")]
+    assert len(rules) == 1, "expected one ```yaml block of alert rules"
+    path = tmp_path / "rules.yml"
+    path.write_text(rules[0])
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not installed (make system installs the Debian package prometheus)"
+    check = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    for name in ("worker_memory_budget_bytes", "worker_office_restarts_total", "worker_jobs_total"):
+        assert name in rules[0]

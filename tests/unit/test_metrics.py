@@ -108,6 +108,17 @@ def test_observe_counts_by_outcome_and_reason_and_fills_the_histograms():
     assert get(s, "worker_delivery_attempt_sum") == 6
 
 
+def test_the_memory_budget_is_exported_with_the_limit_only_when_there_is_one():
+    metrics = Metrics(CollectorRegistry())
+    metrics.set_memory_budget(2496, None)
+    s = samples_of(metrics.exposition().decode())
+    assert get(s, "worker_memory_budget_bytes", kind="ceiling") == 2496 * 2**20
+    assert ("worker_memory_budget_bytes", frozenset({("kind", "limit")})) not in s
+    metrics.set_memory_budget(2496, 3072)
+    s = samples_of(metrics.exposition().decode())
+    assert get(s, "worker_memory_budget_bytes", kind="limit") == 3072 * 2**20
+
+
 def test_a_publish_time_in_the_future_is_not_a_negative_lag():
     metrics = Metrics(CollectorRegistry())
     metrics.observe(converted(), NOW + timedelta(seconds=5), NOW, None)

@@ -29,6 +29,7 @@ import requests
 from google.cloud import storage
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.conftest_office import make_long_docx
 from worker import emulators
 from worker.config import OfficeSettings
 from worker.server import container_memory_limit_mb
@@ -515,3 +516,31 @@ def test_the_documented_alert_rules_are_valid_prometheus_rules(tmp_path: Path) -
     assert check.returncode == 0, check.stdout + check.stderr
     for name in ("worker_memory_budget_bytes", "worker_office_restarts_total", "worker_jobs_total"):
         assert name in rules[0]
+
+
+def test_a_push_beyond_the_queue_is_answered_429_at_once_and_the_queue_never_grows(
+    worker_factory: Callable[..., Worker], gcs_client: storage.Client, tmp_path: Path
+) -> None:
+    """Backpressure over real HTTP: one office busy, one push waiting (QUEUE_SIZE=1), the next is refused with 429
+    queue_full while both are still in flight, and nothing is lost: the first two end as PDFs."""
+    worker = worker_factory(POOL_SIZE="1", QUEUE_SIZE="1")
+    long_doc = make_long_docx(tmp_path / "long.docx", 500).read_bytes()
+    long_item = upload(gcs_client, worker.in_bucket, "bp/long.docx", long_doc)
+    waiting_item = upload(gcs_client, worker.in_bucket, "bp/waiting.docx", (DATA / "sample.docx").read_bytes())
+    extra_item = upload(gcs_client, worker.in_bucket, "bp/extra.docx", (DATA / "sample.docx").read_bytes())
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        running = executor.submit(push, worker, envelope(long_item, "bp-1"))
+        wait_for(lambda: ready_body(worker)[1]["instances"][0]["state"] == "busy", 30, "the office to be busy")
+        waiting = executor.submit(push, worker, envelope(waiting_item, "bp-2"))
+        wait_for(lambda: value(scrape(worker.url)[1], "worker_office_queue_depth") == 1, 30, "a push to queue")
+        refused = push(worker, envelope(extra_item, "bp-3"))
+        assert refused.status_code == 429, refused.text
+        assert not running.done() and not waiting.done(), "the refusal must not wait for the office"
+        assert value(scrape(worker.url)[1], "worker_office_queue_depth") == 1
+        assert [running.result().status_code, waiting.result().status_code] == [204, 204]
+    out = gcs_client.bucket(worker.out_bucket)
+    assert out.get_blob("bp/long.pdf") is not None and out.get_blob("bp/waiting.pdf") is not None
+    assert out.get_blob("bp/extra.pdf") is None  # not converted, not acked: Pub/Sub redelivers it
+    # refused before the body is even parsed (no download, no auth round trip), so the line has no message_id
+    refusals = [line for line in worker.log_lines() if line.get("status") == 429]
+    assert [(r["outcome"], r["reason"]) for r in refusals] == [("retry", "queue_full")], refusals

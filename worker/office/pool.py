@@ -101,8 +101,6 @@ class _Slot:
         self.last_ok: float | None = None
         self.use = threading.Lock()  # held by a conversion or a health ping: one request per office
         self.building = False  # a replacement (or the first instance) is being started; guarded by `use`
-        self.warming = False  # proven by a real conversion, still loading the other families' modules
-        self.cold: list[str] = []  # probe documents of families not loaded yet (warmed when nobody waits)
         self.started = threading.Event()  # the first start reached "proven" (or gave up)
         self.memory_killed = False  # the monitor killed this office mid-conversion for its RSS
 
@@ -138,9 +136,9 @@ class OfficePool:
     def start(self, wait: bool = True, *, give_up_on_failure: bool = False) -> None:
         """Start every instance in parallel; with wait=True return once all are proven (raise if none is).
 
-        An instance is proven, and the pool ready, after its first real conversion (the text probe); the
-        spreadsheet and presentation modules then load in the background before it takes work, so `/ready` does
-        not wait for them and the first request of each family does not pay for them either.
+        An instance is proven, and the pool ready, after one real conversion per family (text, spreadsheet,
+        presentation): each family's first conversion loads its modules and costs ~3x a warm one, so no request
+        pays that. On a profile that skips LibreOffice's graphics self-test the whole start takes ~0.6 s.
         A server retries a failed start forever (/ready stays false); a one-shot command passes
         give_up_on_failure, or a missing or broken LibreOffice would leave it waiting forever.
         """
@@ -156,7 +154,7 @@ class OfficePool:
         if wait:
             for slot in self._slots:
                 slot.started.wait()
-            if not any(s.state in (State.IDLE, State.BUSY) or s.warming for s in self._slots):
+            if not any(s.state in (State.IDLE, State.BUSY) for s in self._slots):
                 why = f": {self._last_start_error}" if self._last_start_error else ""
                 raise WorkerError(Reason.OFFICE_UNAVAILABLE,
                                   f"no office instance became ready with SOFFICE_BIN={self.settings.soffice}{why} "
@@ -175,7 +173,6 @@ class OfficePool:
             with slot.use if slot.state != State.BUSY else contextlib.nullcontext():
                 slot.instance = None
                 slot.state = State.STOPPED
-                slot.warming = False
         # Includes instances still starting or restarting: a stop during start must not leave orphans.
         with self._live_lock:
             live = list(self._live)
@@ -190,7 +187,7 @@ class OfficePool:
         if given is not None and (given / INIT_MARKER).exists():
             return given
         source = given or (self.settings.uno_dir / "profile")
-        target = profile_cache_dir(source, self.settings.soffice)
+        target = profile_cache_dir(source, self.settings)
         if (target / INIT_MARKER).exists():
             return target
         building = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}")
@@ -337,7 +334,6 @@ class OfficePool:
         slot.restarts += 1
         log.warning("restarting office %d: %s", slot.index, reason.value)
         slot.state = State.RESTARTING
-        slot.warming = False
         slot.epoch += 1
         old, slot.instance = slot.instance, None
         if old is not None:
@@ -352,12 +348,11 @@ class OfficePool:
         threading.Thread(target=self._build, args=(slot, reason), daemon=True).start()
 
     def _build(self, slot: _Slot, spare_for: RestartReason | None) -> None:
-        """Start an instance for `slot` until one is proven by a real conversion, then put it in service."""
+        """Start an instance for `slot` until one is proven by real conversions, then put it in service."""
         try:
-            proven = self._start_proven(slot)
-            if proven is None:
+            inst = self._start_proven(slot)
+            if inst is None:
                 return
-            inst, fully_warm = proven
             with slot.use:  # waits for a conversion still running on the instance being replaced
                 if self._stop.is_set():
                     slot.building = False
@@ -375,28 +370,14 @@ class OfficePool:
                 slot.memory_killed = False
                 slot.last_ok = self.clock()
                 slot.building = False
-                slot.cold = [] if fully_warm else list(PROBE_DOCS[1:])
-                epoch = slot.epoch
-                # A spare that replaces a serving instance warms every family first (no one waits for it); an
-                # instance the slot waits for takes work after the first probe and warms the others meanwhile.
-                warm_now = not fully_warm
-                if warm_now:
-                    slot.state = State.STARTING
-                    slot.warming = True
+                self._release_idle(slot)
             if old is not None:
                 self._discard(old)
-            slot.started.set()
-            if warm_now:
-                self._warm(slot, inst, epoch)
-            else:
-                with slot.use:
-                    if slot.epoch == epoch and not self._stop.is_set():
-                        self._release_idle(slot)
         finally:
             slot.started.set()
 
-    def _start_proven(self, slot: _Slot) -> tuple[OfficeInstance, bool] | None:
-        """A started instance that converted the text probe (and, for a spare, every probe); None when stopping."""
+    def _start_proven(self, slot: _Slot) -> OfficeInstance | None:
+        """A started instance that converted one probe of every family; None when stopping."""
         backoff = 0.5
         while not self._stop.is_set():
             inst = OfficeInstance(self.settings, f"{slot.index}-{slot.epoch}-{time.monotonic_ns()}",
@@ -410,13 +391,11 @@ class OfficePool:
                     self._live.add(inst)
                     inst.start()
                 inst.wait_ready(self.settings.start_timeout_s)
-                # After any restart prove the office with a real conversion before it takes work
-                # (seen: a stale lock file made every later conversion fail while pings still answered).
-                self._probe(inst, PROBE_DOCS[:1])
-                spare = slot.instance is not None
-                if spare:  # the slot is served meanwhile, so no one waits: warm every family before the swap
-                    self._probe(inst, PROBE_DOCS[1:])
-                return inst, spare
+                # After any restart prove the office with real conversions before it takes work (seen: a stale
+                # lock file made every later conversion fail while pings still answered); one per family also
+                # loads each family's modules, so the first real request of each costs what a warm one does.
+                self._probe(inst)
+                return inst
             except (OfficeStartError, OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
                 self._stop_instance(inst)
                 if self._stop.is_set():
@@ -430,40 +409,6 @@ class OfficePool:
                 backoff = min(backoff * 2, 30.0)
         with slot.use:
             slot.building = False
-        return None
-
-    def _warm(self, slot: _Slot, inst: OfficeInstance, epoch: int) -> None:
-        """Load the other families' modules (their first conversion costs ~3x a warm one), then take work.
-
-        Warming yields to real work: once a request waits, the instance takes it and the monitor warms the rest
-        of the families later, one probe at a time while nobody waits.
-        """
-        failed = None
-        while slot.cold and self._waiting == 0 and not self._stop.is_set():
-            failed = self._warm_one(slot, inst)
-            if failed is not None:
-                break
-        with slot.use:
-            if slot.epoch != epoch or self._stop.is_set():
-                return
-            slot.warming = False
-            if failed is not None:
-                self._recycle(slot, failed)
-            else:
-                slot.last_ok = self.clock()
-                self._release_idle(slot)
-
-    def _warm_one(self, slot: _Slot, inst: OfficeInstance) -> RestartReason | None:
-        try:
-            self._probe(inst, (slot.cold[0],))
-        except (OfficeStartError, OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
-            if not self._stop.is_set():
-                log.error("office %d failed while warming: %s", slot.index, exc)
-            if inst.popen is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    inst.popen.wait(1.0)  # the launcher exits right after its office dies
-            return RestartReason.EXIT if not inst.alive() else RestartReason.UNHEALTHY
-        slot.cold.pop(0)
         return None
 
     def _discard(self, inst: OfficeInstance) -> None:
@@ -501,12 +446,6 @@ class OfficePool:
                     if not inst.alive():
                         # unoserver exits 0 on crash, timeout and stop-after alike: restart on ANY exit.
                         self._recycle(slot, RestartReason.EXIT)
-                    elif slot.cold and self._waiting == 0:
-                        failed = self._warm_one(slot, inst)  # a real conversion: it refreshes last_ok too
-                        if failed is not None:
-                            self._recycle(slot, failed)
-                        else:
-                            slot.last_ok = self.clock()
                     elif slot.last_ok is None or self.clock() - slot.last_ok > self.HEALTH_INTERVAL_S:
                         if self._still_healthy(inst):
                             slot.last_ok = self.clock()
@@ -559,7 +498,7 @@ class OfficePool:
         for s in self._slots:
             if s.state == State.BUSY:
                 return True
-            if (s.state == State.IDLE or s.warming) and s.last_ok is not None and self.clock() - s.last_ok < limit:
+            if s.state == State.IDLE and s.last_ok is not None and self.clock() - s.last_ok < limit:
                 return True
         return False
 
@@ -591,9 +530,19 @@ class OfficePool:
         return self._log
 
 
-def profile_cache_dir(source: Path, soffice: str) -> Path:
-    """Where the initialised copy of a profile template lives, keyed by the template's content and the office."""
-    digest = hashlib.sha256(soffice.encode())
+def profile_cache_dir(source: Path, settings: OfficeSettings) -> Path:
+    """Where the initialised copy of a profile template lives.
+
+    Keyed by the template's content, the launcher (it writes into the profile at init) and the office binary
+    itself: a profile initialised by an older LibreOffice would make a newer one self-test at every start.
+    """
+    digest = hashlib.sha256(settings.soffice.encode())
+    try:
+        office = os.stat(settings.soffice)
+        digest.update(f"{office.st_size}:{office.st_mtime_ns}".encode())
+    except OSError:
+        pass  # no office there: the init fails with office_unavailable, which says so
+    digest.update((settings.uno_dir / "launcher.py").read_bytes())
     for path in sorted(source.rglob("*")):
         if path.is_file():
             digest.update(str(path.relative_to(source)).encode())
@@ -617,6 +566,8 @@ def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | 
         except (subprocess.TimeoutExpired, OSError) as exc:
             raise WorkerError(Reason.OFFICE_UNAVAILABLE,
                               f"LibreOffice ({settings.soffice}) could not initialise a profile: {exc}") from exc
+    # the first start's graphics self-test log; an instance profile without one shows later starts skipped it
+    (profile / "user" / "GraphicsRenderTests.log").unlink(missing_ok=True)
     (profile / INIT_MARKER).write_text("initialised by docworker\n")
 
 

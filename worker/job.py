@@ -56,7 +56,9 @@ class Ignore(StrEnum):
 class Store(Protocol):
     """What the job needs from storage (worker.storage.Store; tests may pass a fake where GCS cannot run)."""
 
-    def download(self, bucket: str, name: str, generation: int, dest: Path, *, max_bytes: int) -> ObjectInfo: ...
+    def download(
+        self, bucket: str, name: str, generation: int, dest: Path, *, max_bytes: int, size: int | None = None
+    ) -> int: ...
     def get_output(self, bucket: str, name: str) -> ObjectInfo | None: ...
     def get_outputs(self, bucket: str, names: Sequence[str]) -> list[ObjectInfo | None]: ...
     def create(
@@ -216,8 +218,8 @@ class Job:
     ) -> JobResult:
         src, pdf = tmp / "input", tmp / "output.pdf"  # fixed names: an object name never becomes a path
         t = self.clock()
-        info = self.store.download(
-            event.bucket, event.name, event.generation, src, max_bytes=self.config.max_input_bytes
+        input_bytes = self.store.download(
+            event.bucket, event.name, event.generation, src, max_bytes=self.config.max_input_bytes, size=event.size
         )
         durations["download"] = self.clock() - t
         converted = convert_file(self.pool, src, pdf, posixpath.basename(event.name), tmp)
@@ -227,7 +229,7 @@ class Job:
         result = self._store_versioned(event, pdf_name, alt_name, pdf, "application/pdf")
         durations["upload"] = self.clock() - t
         result.durations = durations
-        result.input_bytes = info.size
+        result.input_bytes = input_bytes
         result.output_bytes = converted.pdf_bytes if result.outcome == Outcome.CONVERTED else 0
         result.kind = converted.sniffed.kind
         return result

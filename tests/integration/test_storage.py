@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from google.cloud import storage
 
+from tests.processes import bytes_read_by_this_process
 from worker import emulators
 from worker.errors import Reason, WorkerError
 from worker.storage import ObjectGone, Store, emulator_client
@@ -41,7 +42,7 @@ def test_stat_and_download_pinned_generation(store: Store, bucket: str, tmp_path
     assert info.metadata == {"owner": "alice"}
 
     dest = tmp_path / "a.docx"
-    assert store.download(bucket, "incoming/a.docx", gen, dest, max_bytes=1000) == info
+    assert store.download(bucket, "incoming/a.docx", gen, dest, max_bytes=1000) == 13
     assert dest.read_bytes() == b"first version"
 
 
@@ -82,7 +83,44 @@ def test_too_large_is_refused_before_download(store: Store, bucket: str, tmp_pat
     assert err.value.reason is Reason.TOO_LARGE
     assert not err.value.retryable
     assert not dest.exists()  # not a single byte fetched
-    assert store.download(bucket, "big.docx", gen, dest, max_bytes=2048).size == 2048
+    assert store.download(bucket, "big.docx", gen, dest, max_bytes=2048) == 2048
+
+
+def test_with_the_events_size_the_download_is_one_request(
+    store: Store, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen = put(store, bucket, "a.docx", b"x" * 100)
+    monkeypatch.setattr(store, "stat", lambda *a, **k: pytest.fail("a metadata read the event made needless"))
+    dest = tmp_path / "a.docx"
+    assert store.download(bucket, "a.docx", gen, dest, max_bytes=1000, size=100) == 100
+    assert dest.read_bytes() == b"x" * 100
+    with pytest.raises(ObjectGone):  # a stale generation still reads as gone, without the metadata read
+        store.download(bucket, "a.docx", gen + 1, tmp_path / "gone", max_bytes=1000, size=100)
+    assert not (tmp_path / "gone").exists()
+
+
+def test_an_event_saying_too_large_is_refused_without_any_request(tmp_path: Path) -> None:
+    dead = Store(emulator_client(f"http://127.0.0.1:{emulators.free_port()}"), timeout_s=0.5, retry_deadline_s=1)
+    with pytest.raises(WorkerError) as err:  # any request would have failed as storage_unavailable
+        dead.download("b", "big.docx", 1, tmp_path / "big", max_bytes=1000, size=1001)
+    assert err.value.reason is Reason.TOO_LARGE
+    assert not (tmp_path / "big").exists()
+
+
+def test_an_event_understating_the_size_cannot_make_the_worker_read_the_whole_object(
+    store: Store, bucket: str, tmp_path: Path
+) -> None:
+    big = 8 * 2**20
+    gen = put(store, bucket, "liar.docx", b"x" * big)
+    dest = tmp_path / "liar.docx"
+    before = bytes_read_by_this_process()
+    with pytest.raises(WorkerError) as err:
+        store.download(bucket, "liar.docx", gen, dest, max_bytes=2**20, size=10)
+    read = bytes_read_by_this_process() - before
+    assert err.value.reason is Reason.TOO_LARGE and not err.value.retryable
+    assert "the event said 10" in err.value.message
+    assert not dest.exists()
+    assert read < big // 2, f"read {read} bytes of an {big}-byte object capped at 1 MiB"
 
 
 def test_create_is_create_only(store: Store, bucket: str, tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ class FakeStore:
         self.before_replace: Callable[[str, str], object] | None = None
         self.fail_writes: WorkerError | None = None
         self.output_checks = 0  # get_outputs calls: the idempotency reads before a conversion
+        self.download_sizes: list[int | None] = []  # the size each download was told (from the event)
 
     def put(self, bucket: str, name: str, data: bytes, metadata: dict[str, str] | None = None,
             content_type: str | None = None) -> ObjectInfo:
@@ -49,7 +50,9 @@ class FakeStore:
         versions = self.objects.get((bucket, name))
         return versions[-1] if versions else None
 
-    def download(self, bucket: str, name: str, generation: int, dest: Path, *, max_bytes: int) -> ObjectInfo:
+    def download(self, bucket: str, name: str, generation: int, dest: Path, *, max_bytes: int,
+                 size: int | None = None) -> int:
+        self.download_sizes.append(size)
         live = self.live(bucket, name)
         if live is None or live[0].generation != generation:  # like GCS without versioning: old generations go
             raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists")
@@ -57,7 +60,7 @@ class FakeStore:
         if info.size > max_bytes:
             raise WorkerError(Reason.TOO_LARGE, f"{info.size} > {max_bytes}")
         dest.write_bytes(data)
-        return info
+        return len(data)
 
     def get_output(self, bucket: str, name: str) -> ObjectInfo | None:
         live = self.live(bucket, name)
@@ -381,6 +384,12 @@ def test_too_large_is_refused_before_download(tmp_path: Path, store: FakeStore, 
     result = job.run(event(src))
     assert (result.outcome, result.reason) == (Outcome.FAILED, "too_large")
     assert pool.calls == 0
+
+
+def test_the_download_is_told_the_events_size(job: Job, store: FakeStore) -> None:
+    src = store.put(IN, "a.docx", SAMPLE)
+    job.run(event(src))
+    assert store.download_sizes == [len(SAMPLE)]  # so the store can skip its metadata read
 
 
 def test_object_name_never_becomes_a_local_path(job: Job, store: FakeStore, pool: FakePool, config: Config,

@@ -144,7 +144,7 @@ class Bench:
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
             src = Path(tmp) / doc.name
             t0 = time.perf_counter()
-            self.store.download(IN_BUCKET, name, info.generation, src, max_bytes=1 << 30)
+            self.store.download(IN_BUCKET, name, info.generation, src, max_bytes=1 << 30, size=info.size)
             t1 = time.perf_counter()
             pdf = self._soffice(src, Path(tmp))
             t2 = time.perf_counter()

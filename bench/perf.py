@@ -251,14 +251,18 @@ class Driver:
         self.trees = trees
         self.work = work
         self.quick = quick
-        sys.path.insert(0, str(REPO))
-        from worker.config import OfficeSettings
-        from worker.office.pool import init_profile
-
-        self.template = work / "profile-template"
-        settings = OfficeSettings(work_dir=work)
-        shutil.copytree(settings.uno_dir / "profile", self.template)
-        init_profile(settings, self.template, None)
+        # each tree initialises its own profile template: what init writes into it is part of the tree's start
+        self.templates = {tree: work / f"profile-{i}" for i, tree in enumerate(trees)}
+        for tree, template in self.templates.items():
+            env = dict(os.environ, PYTHONPATH=str(trees[tree]))
+            subprocess.run([sys.executable, "-m", "worker", "warm-profile", "--out", str(template)], env=env,
+                           cwd=trees[tree], check=True, timeout=120, stdout=subprocess.DEVNULL)
+        # the office's own idea of a profile: what `soffice --headless` leaves after its first start
+        self.stock = work / "profile-stock"
+        subprocess.run([str(Path(SOFFICE).with_name("soffice")), "--headless", "--terminate_after_init",
+                        f"-env:UserInstallation=file://{self.stock}"],
+                       env=dict(os.environ, HOME=str(work), TMPDIR=str(work / "tmp")),
+                       check=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.seq = 0
 
     def order(self, r: int) -> list[str]:
@@ -279,7 +283,7 @@ class Driver:
             "--child-work",
             str(work),
             "--template",
-            str(self.template),
+            str(self.templates[tree]),
         ] + (["--quick"] if self.quick else [])
         proc = subprocess.run(cmd, env=env, cwd=self.trees[tree], capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
@@ -303,7 +307,7 @@ class Driver:
             AUTH_MODE="off",
             POOL_SIZE=str(pool_size),
             WORK_DIR=str(work),
-            OFFICE_PROFILE_TEMPLATE=str(self.template),
+            OFFICE_PROFILE_TEMPLATE=str(self.templates[tree]),
             LOG_FORMAT="json",
             STORAGE_EMULATOR_HOST="http://127.0.0.1:9",
         )
@@ -345,11 +349,11 @@ class Driver:
             raise SystemExit(f"perf: worker serve ({tree}) never got ready")
         return ready, warm
 
-    def bare_soffice_once(self) -> float:
-        """Bare soffice.bin --accept on a copy of the same profile until a UNO connection succeeds."""
+    def bare_soffice_once(self, template: Path) -> float:
+        """Bare soffice.bin --accept on a copy of `template` until a UNO connection succeeds."""
         self.seq += 1
         prof = self.work / f"bare-{self.seq}"
-        shutil.copytree(self.template, prof)
+        shutil.copytree(template, prof)
         port = _free_port()
         script = (
             "import subprocess, sys, time, uno\n"
@@ -379,11 +383,13 @@ class Driver:
         rounds = 3 if self.quick else 7
         res: dict[str, list[Any]] = {}
         for r in range(rounds):
-            res.setdefault("bare", []).append(self.bare_soffice_once())
+            res.setdefault("bare", []).append(self.bare_soffice_once(self.stock))
+            res.setdefault("bare_ours", []).append(self.bare_soffice_once(self.templates[list(self.trees)[-1]]))
             for size in (1, 2):
                 for tree in self.order(r):
                     res.setdefault(f"{tree}/{size}", []).append(self.ready_once(tree, size))
-        out: dict[str, Any] = {"rounds": rounds, "bare_soffice_s": statistics.median(res.pop("bare"))}
+        out: dict[str, Any] = {"rounds": rounds, "bare_soffice_s": statistics.median(res.pop("bare")),
+                               "bare_ours_s": statistics.median(res.pop("bare_ours"))}
         for key, vals in res.items():
             out[key] = {
                 "ready_s": statistics.median(v[0] for v in vals),
@@ -442,13 +448,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def render(res: dict[str, Any], trees: list[str]) -> str:
-    a, b = trees  # baseline, current
-    lines = []
+def _render_ready(res: dict[str, Any], a: str, b: str) -> list[str]:
+    lines: list[str] = []
     rd = res["ready"]
     lines += [
         f"**1. Start** (median of {rd['rounds']}; bare `soffice.bin --accept` until a UNO connection: "
-        f"**{rd['bare_soffice_s']:.2f} s**)",
+        f"**{rd['bare_soffice_s']:.2f} s** on the profile LibreOffice's own first start leaves, "
+        f"**{rd.get('bare_ours_s', float('nan')):.2f} s** on {b}'s initialised template)",
         "",
         f"| `worker serve` -> | {a} POOL_SIZE=1 | {b} POOL_SIZE=1 | {a} POOL_SIZE=2 | {b} POOL_SIZE=2 |",
         "|---|---:|---:|---:|---:|",
@@ -457,6 +463,11 @@ def render(res: dict[str, Any], trees: list[str]) -> str:
         lines.append(
             f"| {label} | " + " | ".join(f"{rd[f'{t}/{n}'][key]:.2f} s" for n in (1, 2) for t in (a, b)) + " |"
         )
+    return lines
+
+
+def _render_families(res: dict[str, Any], a: str, b: str) -> list[str]:
+    lines: list[str] = []
     fam = res["families"]
     lines += [
         "",
@@ -481,22 +492,31 @@ def render(res: dict[str, Any], trees: list[str]) -> str:
         f"| `pool.start()` returned / all idle | | | {start[a]:.2f} s | {start[b]:.2f} s "
         f"| {warm[a]:.2f} s | {warm[b]:.2f} s |"
     )
-    if "e2e" in res:
-        e = res["e2e"]
-        lines += [
-            "",
-            "**3. Overhead** (`bench/e2e.py`, medians; e2e = push received -> PDF stored on fake-gcs)",
-            "",
-            f"| doc | {a} e2e / warm | {b} e2e / warm | {a} cold / e2e | {b} cold / e2e | {b} e2e, warm, cold |",
-            "|---|---:|---:|---:|---:|---|",
-        ]
-        for pages in e[b]:
-            x, y = e[a][pages], e[b][pages]
-            lines.append(
-                f"| {pages}-page ({y['rounds']} rounds) | {x['e2e_vs_warm']:.2f}x | **{y['e2e_vs_warm']:.2f}x** "
-                f"| {x['cold_vs_e2e']:.1f}x | **{y['cold_vs_e2e']:.1f}x** "
-                f"| {y['e2e_ms']:.0f} / {y['warm_ms']:.0f} / {y['cold_ms']:.0f} ms |"
-            )
+    return lines
+
+
+def _render_e2e(res: dict[str, Any], a: str, b: str) -> list[str]:
+    lines: list[str] = []
+    e = res["e2e"]
+    lines += [
+        "",
+        "**3. Overhead** (`bench/e2e.py`, medians; e2e = push received -> PDF stored on fake-gcs)",
+        "",
+        f"| doc | {a} e2e / warm | {b} e2e / warm | {a} cold / e2e | {b} cold / e2e | {b} e2e, warm, cold |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for pages in e[b]:
+        x, y = e[a][pages], e[b][pages]
+        lines.append(
+            f"| {pages}-page ({y['rounds']} rounds) | {x['e2e_vs_warm']:.2f}x | **{y['e2e_vs_warm']:.2f}x** "
+            f"| {x['cold_vs_e2e']:.1f}x | **{y['cold_vs_e2e']:.1f}x** "
+            f"| {y['e2e_ms']:.0f} / {y['warm_ms']:.0f} / {y['cold_ms']:.0f} ms |"
+        )
+    return lines
+
+
+def _render_throughput(res: dict[str, Any], a: str, b: str) -> list[str]:
+    lines: list[str] = []
     tp = res["throughput"]
     lines += [
         "",
@@ -510,6 +530,11 @@ def render(res: dict[str, Any], trees: list[str]) -> str:
         n2 = statistics.median(r["n2"] for r in tp[t])
         fails = sum(r["failures"] for r in tp[t])
         lines.append(f"| {t} | {n1:.1f} conv/s | {n2:.1f} conv/s | **{n2 / n1:.2f}x** | {fails} |")
+    return lines
+
+
+def _render_hol(res: dict[str, Any], a: str, b: str) -> list[str]:
+    lines: list[str] = []
     hol = res["hol"]
     lines += [
         "",
@@ -526,6 +551,11 @@ def render(res: dict[str, Any], trees: list[str]) -> str:
             f"{h['busy_p50'] * 1000:.0f} ms | {h['busy_p99'] * 1000:.0f} ms | "
             f"**{h['busy_p99'] / h['idle_p99']:.2f}x** |"
         )
+    return lines
+
+
+def _render_memory(res: dict[str, Any], a: str, b: str) -> list[str]:
+    lines: list[str] = []
     mem = res["memory"]
     m0 = mem[b][0]
     lines += [
@@ -548,7 +578,17 @@ def render(res: dict[str, Any], trees: list[str]) -> str:
             f"{m['rel_p50']:.2f}, {m['rel_p99']:.2f}, {m['rel_max']:.2f} | {m['over_1_3x']} / {m['over_2x']} "
             f"| {m['wall_s']:.0f} s |"
         )
-    return "\n".join(lines)
+    return lines
+
+
+def render(res: dict[str, Any], trees: list[str]) -> str:
+    a, b = trees  # baseline, current
+    lines: list[str] = []
+    for name, part in (("ready", _render_ready), ("families", _render_families), ("e2e", _render_e2e),
+                       ("throughput", _render_throughput), ("hol", _render_hol), ("memory", _render_memory)):
+        if name in res:
+            lines += part(res, a, b)
+    return "\n".join(lines).strip("\n")
 
 
 def main() -> int:
@@ -557,6 +597,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--e2e", action="store_true", help="also run bench/e2e.py for both trees")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", default="ready,families,throughput,hol,memory",
+                        help="comma-separated subset of the figures (the table prints only those)")
     parser.add_argument("--child")
     parser.add_argument("--tree", type=Path)
     parser.add_argument("--child-work", type=Path)
@@ -576,12 +618,14 @@ def main() -> int:
         work = Path(tmp)
         (work / "tmp").mkdir()
         drv = Driver(trees, work, args.quick)
-        res["ready"] = drv.ready()
-        print("perf: ready done", json.dumps(res["ready"]), file=sys.stderr, flush=True)
-        res["families"] = drv.alternate("families", 3 if args.quick else 7)
-        res["throughput"] = drv.alternate("throughput", 1 if args.quick else 2)
-        res["hol"] = drv.alternate("hol", 1 if args.quick else 2)
-        res["memory"] = drv.alternate("memory", 1)
+        only = set(args.only.split(","))
+        if "ready" in only:
+            res["ready"] = drv.ready()
+            print("perf: ready done", json.dumps(res["ready"]), file=sys.stderr, flush=True)
+        for kind, rounds in (("families", 3 if args.quick else 7), ("throughput", 1 if args.quick else 2),
+                             ("hol", 1 if args.quick else 2), ("memory", 1)):
+            if kind in only:
+                res[kind] = drv.alternate(kind, rounds)
         if args.e2e:
             res["e2e"] = drv.e2e(5 if args.quick else 15)
     res["meta"] = {

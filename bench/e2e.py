@@ -47,7 +47,9 @@ from xmlrpc.client import ServerProxy
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The worker tree under test (bench/perf.py runs this script against an older tree too); documents come from REPO.
+TREE = Path(os.environ.get("DOCWORKER_TREE") or REPO).resolve()
+sys.path.insert(0, str(TREE))
 
 from worker import emulators  # noqa: E402
 from worker.config import OfficeSettings  # noqa: E402
@@ -96,7 +98,7 @@ class Bench:
         env.pop("PUBSUB_EMULATOR_HOST", None)
         env.update(HOST="127.0.0.1", PORT=str(port), OUTPUT_BUCKET=OUT_BUCKET, INPUT_BUCKETS=IN_BUCKET,
                    AUTH_MODE="off", STORAGE_EMULATOR_HOST=self.gcs.url, WORK_DIR=str(self.work / "worker"),
-                   POOL_SIZE="1", LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+                   POOL_SIZE="1", LOG_FORMAT="json", PYTHONUNBUFFERED="1", PYTHONPATH=str(TREE))
         self.worker = emulators.spawn("worker", [sys.executable, "-m", "worker", "serve"], logs,
                                       f"http://127.0.0.1:{port}", env)
         self.pool = OfficePool(OfficeSettings(work_dir=self.work / "bare", pool_size=1))
@@ -175,13 +177,14 @@ class Bench:
         assert info is not None
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
             src = Path(tmp) / doc.name
+            client = self.store._client  # the plain library calls a tutorial handler makes, one request each
             t0 = time.perf_counter()
-            self.store.download(IN_BUCKET, name, info.generation, src, max_bytes=1 << 30, size=info.size)
+            client.bucket(IN_BUCKET).blob(name, generation=info.generation).download_to_filename(str(src))
             t1 = time.perf_counter()
             pdf = self._soffice(src, Path(tmp))
             t2 = time.perf_counter()
-            self.store.create(OUT_BUCKET, name[: -len(doc.suffix)] + ".pdf", pdf, content_type="application/pdf",
-                              metadata={})
+            client.bucket(OUT_BUCKET).blob(name[: -len(doc.suffix)] + ".pdf").upload_from_filename(
+                str(pdf), content_type="application/pdf")
             t3 = time.perf_counter()
         return t3 - t0, t2 - t1
 

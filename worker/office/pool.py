@@ -185,6 +185,9 @@ class OfficePool:
         """First start on a new profile costs a restart inside LibreOffice (exit 81): pay it once, then copy."""
         given = self.settings.profile_template
         if given is not None and (given / INIT_MARKER).exists():
+            if not records_office_version(given):
+                log.warning("profile template %s does not record the office version, so every office start runs "
+                            "LibreOffice's graphics self-test (~0.8 s); rebuild it with `worker warm-profile`", given)
             return given
         source = given or (self.settings.uno_dir / "profile")
         target = profile_cache_dir(source, self.settings)
@@ -550,6 +553,14 @@ def profile_cache_dir(source: Path, settings: OfficeSettings) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "docworker"
     base.mkdir(parents=True, exist_ok=True)
     return base / f"profile-{digest.hexdigest()[:16]}"
+
+
+def records_office_version(profile: Path) -> bool:
+    """Whether the launcher's init recorded the office version in this profile (see uno/launcher.py)."""
+    try:
+        return "ooSetupLastVersion" in (profile / "user" / "registrymodifications.xcu").read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | None) -> None:

@@ -11,6 +11,8 @@ Per document, each round runs the three measurements back to back (interleaved, 
   bare  the bare warm conversion: stock `unoserver` (the PyPI server, its own profile, nothing of ours) converting
         the same file on a warm office, one XML-RPC `convert` call per document with the import filter given and
         no index update, as the worker asks (its own client would add an `info()` round trip per call).
+  proto the same server with one change, loads with Hidden=True: the conversion of the issue's prototype
+        ("unoserver with Hidden=True, no pool, no metrics"). Without Hidden, LibreOffice also builds a view.
   warm  our own warm conversion in this process: a started OfficePool (pool of 1) and
         worker.conversion.convert_file (sniff, private temp dir, convert, PDF check), no storage, no HTTP.
   cold  the tutorial's way (peers.md section 4): download from GCS, `soffice --headless --convert-to pdf` as a new
@@ -84,6 +86,7 @@ class Bench:
         self.seq = 0
         self.conn: http.client.HTTPConnection | None = None
         self.unoserver: emulators.Proc | None = None
+        self.proto: emulators.Proc | None = None
 
     # -- setup / teardown ----------------------------------------------------------------------------------------
 
@@ -115,12 +118,15 @@ class Bench:
         # its own copy: two offices on one profile would hand the cold conversions to the running one
         shutil.copytree(self.cold_profile, self.work / "unoserver-profile")
         self.unoserver = start_stock_unoserver(self.work, logs, self.work / "unoserver-profile")
+        shutil.copytree(self.cold_profile, self.work / "proto-profile")
+        self.proto = start_stock_unoserver(self.work, logs, self.work / "proto-profile", hidden=True)
 
     def stop(self) -> None:
         if self.conn is not None:
             self.conn.close()
-        if self.unoserver is not None:
-            emulators.stop(self.unoserver, grace_s=5.0)
+        for server in (self.unoserver, self.proto):
+            if server is not None:
+                emulators.stop(server, grace_s=5.0)
         if self.worker is not None:
             emulators.stop(self.worker, grace_s=20.0)
         if self.pool is not None:
@@ -148,13 +154,13 @@ class Bench:
             raise SystemExit(f"bench: push answered {resp.status}; see {self.worker.log_path}")
         return elapsed, self._worker_durations(name)
 
-    def bare(self, doc: Path) -> float:
-        """One warm conversion by stock unoserver: its XML-RPC `convert`, the import filter given, no index update."""
-        assert self.unoserver is not None
+    def bare(self, doc: Path, server: emulators.Proc | None) -> float:
+        """One warm conversion by a unoserver: its XML-RPC `convert`, the import filter given, no index update."""
+        assert server is not None
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
             out = Path(tmp) / "out.pdf"
             t0 = time.perf_counter()
-            with ServerProxy(self.unoserver.url, allow_none=True) as proxy:
+            with ServerProxy(server.url, allow_none=True) as proxy:
                 proxy.convert(str(doc), None, str(out), None, None, [], False, "MS Word 2007 XML")
             elapsed = time.perf_counter() - t0
             if not out.read_bytes().startswith(b"%PDF"):
@@ -214,19 +220,38 @@ class Bench:
         return {}
 
 
-def start_stock_unoserver(work: Path, logs: Path, profile: Path) -> emulators.Proc:
-    """The PyPI `unoserver` server as its README runs it, on loopback; ready once its XML-RPC answers."""
+# Makes a stock unoserver load hidden, as the issue's prototype did: wraps the Desktop its converter uses.
+HIDDEN_PATCH = """
+import unoserver.converter as c
+from com.sun.star.beans import PropertyValue
+_init = c.UnoConverter.__init__
+class _Hidden:
+    def __init__(self, d): self._d = d
+    def loadComponentFromURL(self, url, target, flags, props):
+        hidden = (PropertyValue(Name="Hidden", Value=True),)
+        return self._d.loadComponentFromURL(url, target, flags, tuple(props) + hidden)
+    def __getattr__(self, name): return getattr(self._d, name)
+def _init_hidden(self, *a, **k):
+    _init(self, *a, **k)
+    self.desktop = _Hidden(self.desktop)
+c.UnoConverter.__init__ = _init_hidden
+"""
+
+
+def start_stock_unoserver(work: Path, logs: Path, profile: Path, *, hidden: bool = False) -> emulators.Proc:
+    """The PyPI `unoserver` server as its README runs it (hidden: loading with Hidden=True), on loopback."""
     import unoserver
 
     port, uno_port = emulators.free_port(), emulators.free_port()
     site = str(Path(unoserver.__file__).resolve().parent.parent)
-    code = f"import sys; sys.path.append({site!r}); from unoserver.server import main; sys.exit(main())"
+    code = (f"import sys; sys.path.append({site!r})\n" + (HIDDEN_PATCH if hidden else "")
+            + "from unoserver.server import main; sys.exit(main())")
     (work / "unoserver-tmp").mkdir(exist_ok=True)
     env = dict(os.environ, TMPDIR=str(work / "unoserver-tmp"), HOME=str(work))
     env.pop("PYTHONPATH", None)
-    proc = emulators.spawn("unoserver", ["/usr/bin/python3", "-c", code, "--interface", "127.0.0.1", "--port",
-                                         str(port), "--uno-interface", "127.0.0.1", "--uno-port", str(uno_port),
-                                         "--user-installation", str(profile)],
+    args = ["--interface", "127.0.0.1", "--port", str(port), "--uno-interface", "127.0.0.1", "--uno-port",
+            str(uno_port), "--user-installation", str(profile)]
+    proc = emulators.spawn("unoserver-hidden" if hidden else "unoserver", ["/usr/bin/python3", "-c", code, *args],
                            logs, f"http://127.0.0.1:{port}", env)
     deadline = time.monotonic() + 120  # it sleeps 5 s before it serves
     while True:
@@ -265,8 +290,8 @@ def envelope(item: dict[str, Any], message_id: str) -> dict[str, Any]:
 
 
 def measure(bench: Bench, doc: Path, rounds: int) -> dict[str, Any]:
-    """Warm-up, then `rounds` interleaved rounds of e2e / bare / warm / cold; medians and ratios."""
-    samples: dict[str, list[float]] = {"e2e": [], "bare": [], "warm": [], "cold": [], "cold-cli": []}
+    """Warm-up, then `rounds` interleaved rounds of e2e / bare / proto / warm / cold; medians and ratios."""
+    samples: dict[str, list[float]] = {"e2e": [], "bare": [], "proto": [], "warm": [], "cold": [], "cold-cli": []}
     stages: list[dict[str, float]] = []
 
     def do_e2e() -> None:
@@ -278,25 +303,31 @@ def measure(bench: Bench, doc: Path, rounds: int) -> dict[str, Any]:
         samples["warm"].append(bench.warm(doc))
 
     def do_bare() -> None:
-        samples["bare"].append(bench.bare(doc))
+        samples["bare"].append(bench.bare(doc, bench.unoserver))
+
+    def do_proto() -> None:
+        samples["proto"].append(bench.bare(doc, bench.proto))
 
     def do_cold() -> None:
         total, cli = bench.cold(doc)
         samples["cold"].append(total)
         samples["cold-cli"].append(cli)
 
-    steps: list[Callable[[], None]] = [do_e2e, do_bare, do_warm, do_cold]
+    steps: list[Callable[[], None]] = [do_e2e, do_bare, do_proto, do_warm, do_cold]
     for _ in range(WARMUP_ROUNDS):  # first conversions of a kind are slower on every path
         bench.e2e(doc)
-        bench.bare(doc)
+        bench.bare(doc, bench.unoserver)
+        bench.bare(doc, bench.proto)
         bench.warm(doc)
     for i in range(rounds):
-        for step in steps[i % 4:] + steps[: i % 4]:  # rotate: no method always runs right after another
+        k = i % len(steps)
+        for step in steps[k:] + steps[:k]:  # rotate: no method always runs right after another
             step()
     med = {k: statistics.median(v) for k, v in samples.items()}
     stage_med = {k: statistics.median(s[k] for s in stages if k in s) for k in stages[0]} if stages else {}
     return {"rounds": rounds, "median_s": med, "samples_s": samples, "worker_stage_median_s": stage_med,
-            "e2e_vs_bare": med["e2e"] / med["bare"], "e2e_vs_warm": med["e2e"] / med["warm"],
+            "e2e_vs_bare": med["e2e"] / med["bare"], "e2e_vs_proto": med["e2e"] / med["proto"],
+            "e2e_vs_warm": med["e2e"] / med["warm"],
             "cold_vs_e2e": med["cold"] / med["e2e"],
             "cold_cli_vs_e2e": med["cold-cli"] / med["e2e"]}
 
@@ -322,15 +353,16 @@ def run(rounds_by_doc: dict[str, int], out_json: Path | None) -> int:
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
-    print(f"| doc | rounds | e2e push->stored | bare warm (stock unoserver) | our warm `convert_file` | cold CLI "
-          f"| cold + GCS I/O | e2e / bare (target <= {TARGET_VS_BARE}) | e2e / our warm "
-          f"| cold+I/O / e2e (target >= {TARGET_VS_COLD:g}) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| doc | rounds | e2e push->stored | bare warm (stock unoserver) | prototype's warm (unoserver + Hidden) "
+          f"| our warm `convert_file` | cold + GCS I/O | e2e / bare (target <= {TARGET_VS_BARE}) | e2e / prototype's "
+          f"| e2e / our warm | cold+I/O / e2e (target >= {TARGET_VS_COLD:g}) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for pages, r in results.items():
         m = r["median_s"]
         print(f"| {pages}-page docx | {r['rounds']} | {m['e2e'] * 1000:.0f} ms | {m['bare'] * 1000:.0f} ms "
-              f"| {m['warm'] * 1000:.0f} ms | {m['cold-cli'] * 1000:.0f} ms | {m['cold'] * 1000:.0f} ms "
-              f"| **{r['e2e_vs_bare']:.2f}x** | {r['e2e_vs_warm']:.2f}x | **{r['cold_vs_e2e']:.1f}x** |")
+              f"| {m['proto'] * 1000:.0f} ms | {m['warm'] * 1000:.0f} ms | {m['cold'] * 1000:.0f} ms "
+              f"| **{r['e2e_vs_bare']:.2f}x** | **{r['e2e_vs_proto']:.2f}x** | {r['e2e_vs_warm']:.2f}x "
+              f"| **{r['cold_vs_e2e']:.1f}x** |")
     print()
     print("Worker-side stage medians (from its JSON log):")
     for pages, r in results.items():

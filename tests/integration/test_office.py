@@ -24,6 +24,8 @@ from tests.hostile_docs import (
     make_linked_image_odt,
     make_macro_onload_odt,
     make_many_links_docx,
+    paragraph,
+    write_docx,
 )
 from tests.integration.conftest_office import (
     BAD_INPUT_REASONS,
@@ -346,6 +348,26 @@ def test_idle_office_that_dies_is_restarted_by_the_monitor(tmp_path: Path, templ
         wait_until(pool.ready, 30, "the pool to be ready again")
         assert group_members(old_pgid) == []
         assert pdf_text(convert_sample(pool, tmp_path))[0] >= 1
+
+
+def test_update_indexes_rebuilds_a_stale_table_of_contents(tmp_path: Path, template: Path) -> None:
+    """UPDATE_INDEXES=true regenerates tables of contents before export; documents without indexes still convert."""
+    toc = ('<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> TOC \\o "1-3"'
+           ' \\u </w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>STALE ENTRY</w:t>'
+           '</w:r><w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>')
+    heading = '<w:p><w:pPr><w:outlineLvl w:val="0"/></w:pPr><w:r><w:t>{}</w:t></w:r></w:p>'
+    doc = tmp_path / "toc.docx"
+    write_docx(doc, toc + heading.format("Alpha Chapter") + paragraph("one") + heading.format("Beta Chapter"))
+    texts = {}
+    for update in (False, True):
+        with running_pool(office_settings(tmp_path / f"work-{update}", template, update_indexes=update)) as pool:
+            texts[update] = pdf_text(convert_sample(pool, tmp_path, doc))[1]
+            if update:
+                for ext in ("xlsx", "pptx"):  # no indexes to update: must convert as usual
+                    assert pdf_text(convert_sample(pool, tmp_path, DATA / f"sample.{ext}"))[0] >= 1
+    assert "STALE ENTRY" in texts[False]  # the control: without the update the cached entry stays
+    assert "STALE ENTRY" not in texts[True]
+    assert re.search(r"Alpha Chapter\.+\s*1", texts[True]) and re.search(r"Beta Chapter\.+", texts[True])
 
 
 def test_a_started_office_skipped_libreoffices_graphics_self_test(

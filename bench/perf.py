@@ -467,17 +467,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _heading(title: str, columns: str, align: str) -> list[str]:
+    """A figure's title and its table head, preceded by a blank line."""
+    return ["", title, "", columns, align]
+
+
 def _render_ready(res: dict[str, Any], a: str, b: str) -> list[str]:
-    lines: list[str] = []
     rd = res["ready"]
-    lines += [
+    lines = _heading(
         f"**1. Start** (median of {rd['rounds']}; bare `soffice.bin --accept` until a UNO connection: "
         f"**{rd['bare_soffice_s']:.2f} s** on the profile LibreOffice's own first start leaves, "
         f"**{rd.get('bare_ours_s', float('nan')):.2f} s** on {b}'s initialised template)",
-        "",
         f"| `worker serve` -> | {a} POOL_SIZE=1 | {b} POOL_SIZE=1 | {a} POOL_SIZE=2 | {b} POOL_SIZE=2 |",
         "|---|---:|---:|---:|---:|",
-    ]
+    )
     for key, label in (("ready_s", "first 200 on /ready"), ("warm_s", "every instance idle (all families warm)")):
         lines.append(
             f"| {label} | " + " | ".join(f"{rd[f'{t}/{n}'][key]:.2f} s" for n in (1, 2) for t in (a, b)) + " |"
@@ -486,17 +489,14 @@ def _render_ready(res: dict[str, Any], a: str, b: str) -> list[str]:
 
 
 def _render_families(res: dict[str, Any], a: str, b: str) -> list[str]:
-    lines: list[str] = []
     fam = res["families"]
-    lines += [
-        "",
+    lines = _heading(
         "**2. First request per family**, first / steady (pool of 1, median over "
         f'{len(fam[b])} pools each): sent the moment `pool.start()` returns ("at ready"), and sent once every '
         'instance is idle ("warm")',
-        "",
         f"| family | steady {a} | steady {b} | {a} at ready | {b} at ready | {a} warm | {b} warm |",
         "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    )
     for f in FAMILY_DOCS:
         steady = {t: statistics.median(r["steady"][f] for r in fam[t]) for t in (a, b)}
         cells = [f"{steady[a] * 1000:.0f} ms", f"{steady[b] * 1000:.0f} ms"]
@@ -516,16 +516,14 @@ def _render_families(res: dict[str, Any], a: str, b: str) -> list[str]:
 
 def _render_e2e(res: dict[str, Any], a: str, b: str) -> list[str]:
     e = res["e2e"]
-    lines = [
-        "",
+    lines = _heading(
         "**3. Overhead** (`bench/e2e.py` of this tree against each tree's worker, medians; e2e = push received -> "
         "PDF stored on fake-gcs; bare = stock unoserver's warm conversion; prototype's = unoserver loading with "
         "Hidden=True; our warm = in-process `convert_file`)",
-        "",
         f"| doc | {a} e2e / bare | {b} e2e / bare | {a} e2e / prototype's | {b} e2e / prototype's "
         f"| {a} e2e / our warm | {b} e2e / our warm | {b} cold / e2e | {b} e2e, bare, prototype's, our warm, cold |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
+    )
     for pages in e[b]:
         x, y = e[a][pages], e[b][pages]
         lines.append(
@@ -539,15 +537,12 @@ def _render_e2e(res: dict[str, Any], a: str, b: str) -> list[str]:
 
 
 def _render_throughput(res: dict[str, Any], a: str, b: str) -> list[str]:
-    lines: list[str] = []
     tp = res["throughput"]
-    lines += [
-        "",
+    lines = _heading(
         f"**4. Throughput** (80 x 1-page, 3 client threads, 5 rounds; median of {len(tp[b])} child runs)",
-        "",
         "| tree | pool of 1 | pool of 2 | ratio | failed requests |",
         "|---|---:|---:|---:|---:|",
-    ]
+    )
     for t in (a, b):
         n1 = statistics.median(r["n1"] for r in tp[t])
         n2 = statistics.median(r["n2"] for r in tp[t])
@@ -557,16 +552,13 @@ def _render_throughput(res: dict[str, Any], a: str, b: str) -> list[str]:
 
 
 def _render_hol(res: dict[str, Any], a: str, b: str) -> list[str]:
-    lines: list[str] = []
     hol = res["hol"]
-    lines += [
-        "",
+    lines = _heading(
         f"**5. Head-of-line** (pool of 2; {hol[b][0]['n']} sequential 1-page conversions idle, then while "
         "the 100-page document converts back to back)",
-        "",
         "| tree | idle p50 | idle p99 | busy p50 | busy p99 | busy p99 / idle p99 |",
         "|---|---:|---:|---:|---:|---:|",
-    ]
+    )
     for t in (a, b):
         h = {k: statistics.median(r[k] for r in hol[t]) for k in ("idle_p50", "idle_p99", "busy_p50", "busy_p99")}
         lines.append(
@@ -578,19 +570,16 @@ def _render_hol(res: dict[str, Any], a: str, b: str) -> list[str]:
 
 
 def _render_memory(res: dict[str, Any], a: str, b: str) -> list[str]:
-    lines: list[str] = []
     mem = res["memory"]
     m0 = mem[b][0]
-    lines += [
-        "",
+    lines = _heading(
         f"**6. Memory and recycling** ({m0['total']} mixed conversions, pool of 2, 2 threads, "
         f"MAX_CONVERSIONS_PER_INSTANCE={m0['max_conversions_setting']}, MAX_OFFICE_RSS_MB={m0['max_rss_mb_setting']})",
-        "",
         "| tree | failed | restarts | soffice.bin RSS ready -> end (conversions since its start) | worker RSS "
         "| latency / doc median: p50, p99, max | requests > 1.3x / > 2x | while a spare warmed: requests, > 1.3x, "
         "max | wall |",
         "|---|---:|---|---|---:|---|---:|---|---:|",
-    ]
+    )
     for t in (a, b):
         m = mem[t][0]
         rss = ", ".join(

@@ -46,7 +46,7 @@ def timed(cls: type, name: str) -> None:
 
     @functools.wraps(original)
     def wrapper(self: object, *args: Any, **kwargs: Any) -> Any:
-        detail = f" {args[1]}" if name == "_probe" and len(args) > 1 else ""
+        detail = f" {args[0].name}" if name == "convert" and args else ""
         mark(f"{cls.__name__}.{name}{detail} start")
         try:
             return original(self, *args, **kwargs)

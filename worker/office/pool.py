@@ -182,12 +182,18 @@ class OfficePool:
             self._log.close()
 
     def _prepare_profile(self) -> Path:
+        """The initialised template every instance copies; says so when its starts will be slow."""
+        template = self._initialised_template()
+        if not records_office_version(template):
+            log.warning("profile template %s does not record the office version, so every office start runs "
+                        "LibreOffice's graphics self-test (~0.8 s); rebuild it with `worker warm-profile` if it is "
+                        "OFFICE_PROFILE_TEMPLATE, otherwise see office.log for why init could not record it", template)
+        return template
+
+    def _initialised_template(self) -> Path:
         """First start on a new profile costs a restart inside LibreOffice (exit 81): pay it once, then copy."""
         given = self.settings.profile_template
         if given is not None and (given / INIT_MARKER).exists():
-            if not records_office_version(given):
-                log.warning("profile template %s does not record the office version, so every office start runs "
-                            "LibreOffice's graphics self-test (~0.8 s); rebuild it with `worker warm-profile`", given)
             return given
         source = given or (self.settings.uno_dir / "profile")
         target = profile_cache_dir(source, self.settings)
@@ -425,10 +431,10 @@ class OfficePool:
         with self._live_lock:
             self._live.discard(inst)
 
-    def _probe(self, inst: OfficeInstance, docs: tuple[str, ...] = PROBE_DOCS) -> None:
+    def _probe(self, inst: OfficeInstance) -> None:
         out = inst.dir / "tmp" / "probe-out"
         out.mkdir(exist_ok=True)
-        for name in docs:
+        for name in PROBE_DOCS:
             dst = out / (name + ".pdf")
             inst.convert(PROBE_DIR / name, dst, PROBE_FILTERS[name], timeout=self.settings.start_timeout_s)
             if not dst.read_bytes().startswith(b"%PDF"):

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The system packages the worker needs (LibreOffice nogui, python3-uno, fonts, tini).
+# The system packages the worker needs (LibreOffice nogui, python3-uno, fonts, tini, bubblewrap for the office sandbox).
 # One script for the image (docker/Dockerfile runs it) and for `make setup` on the Debian 12 host, so CI
 # proves the image's install steps on the same base.
 #
@@ -13,7 +13,7 @@
 set -eu
 
 RUNTIME_PKGS="libreoffice-core-nogui libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
-python3-uno fonts-liberation fonts-liberation2 fonts-dejavu-core fonts-crosextra-carlito fonts-crosextra-caladea
+libreoffice-draw-nogui bubblewrap python3-uno fonts-liberation fonts-liberation2 fonts-dejavu-core fonts-crosextra-carlito fonts-crosextra-caladea
 fonts-noto-cjk tini ca-certificates"
 DEV_PKGS="poppler-utils prometheus"
 

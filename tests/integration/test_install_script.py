@@ -76,6 +76,8 @@ def test_list_interface():
         "libreoffice-writer-nogui",
         "libreoffice-calc-nogui",
         "libreoffice-impress-nogui",
+        "libreoffice-draw-nogui",
+        "bubblewrap",
         "python3-uno",
         "tini",
         "fonts-liberation",

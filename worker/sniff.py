@@ -7,6 +7,7 @@ even for a hostile 1 GB file, and nothing here runs LibreOffice or touches the n
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import itertools
 import posixpath
@@ -14,7 +15,6 @@ import re
 import struct
 import zipfile
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote
@@ -24,6 +24,7 @@ import msoffcrypto
 import olefile
 
 from worker.errors import Reason, WorkerError
+from worker.formats import FORMATS, Family, unsupported
 
 __all__ = ["Family", "Sniffed", "sniff"]
 
@@ -41,25 +42,7 @@ _MAX_DECRYPT_BYTES = 64 * 2**20
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_IMAGE_MAGICS = (
-    b"\x89PNG\r\n\x1a\n",
-    b"\xff\xd8\xff",
-    b"GIF87a",
-    b"GIF89a",
-    b"II*\x00",
-    b"MM\x00*",
-)
-_TEXT_NAMES = (".txt", ".csv")
 _XML_PART_SUFFIXES = (".xml", ".rels", ".vml")
-
-
-class Family(StrEnum):
-    """The LibreOffice application that loads a document, which decides the PDF export filter."""
-
-    TEXT = "text"
-    SPREADSHEET = "spreadsheet"
-    PRESENTATION = "presentation"
-    DRAWING = "drawing"
 
 
 @dataclass(frozen=True)
@@ -71,47 +54,6 @@ class Sniffed:
     import_filter: str
     extension: str
 
-
-_T, _S, _P, _D = Family.TEXT, Family.SPREADSHEET, Family.PRESENTATION, Family.DRAWING
-
-# kind -> (family, LibreOffice 7.4 import filter); every name was loaded with `soffice --infilter=...`.
-_FORMATS: dict[str, tuple[Family, str]] = {
-    "docx": (_T, "MS Word 2007 XML"),
-    "docm": (_T, "MS Word 2007 XML VBA"),
-    "dotx": (_T, "MS Word 2007 XML Template"),
-    "dotm": (_T, "MS Word 2007 XML Template"),
-    "xlsx": (_S, "Calc MS Excel 2007 XML"),
-    "xlsm": (_S, "Calc MS Excel 2007 VBA XML"),
-    "xltx": (_S, "Calc MS Excel 2007 XML Template"),
-    "xltm": (_S, "Calc MS Excel 2007 XML Template"),
-    "xlsb": (_S, "Calc MS Excel 2007 Binary"),
-    "pptx": (_P, "Impress MS PowerPoint 2007 XML"),
-    "pptm": (_P, "Impress MS PowerPoint 2007 XML VBA"),
-    # Slide shows load with the ordinary filter: the AutoPlay one would try to start the show.
-    "ppsx": (_P, "Impress MS PowerPoint 2007 XML"),
-    "ppsm": (_P, "Impress MS PowerPoint 2007 XML VBA"),
-    "potx": (_P, "Impress MS PowerPoint 2007 XML Template"),
-    "potm": (_P, "Impress MS PowerPoint 2007 XML Template"),
-    "odt": (_T, "writer8"),
-    "ott": (_T, "writer8_template"),
-    "ods": (_S, "calc8"),
-    "ots": (_S, "calc8_template"),
-    "odp": (_P, "impress8"),
-    "otp": (_P, "impress8_template"),
-    "odg": (_D, "draw8"),
-    "otg": (_D, "draw8_template"),
-    "fodt": (_T, "OpenDocument Text Flat XML"),
-    "fods": (_S, "OpenDocument Spreadsheet Flat XML"),
-    "fodp": (_P, "OpenDocument Presentation Flat XML"),
-    "fodg": (_D, "OpenDocument Drawing Flat XML"),
-    "doc": (_T, "MS Word 97"),
-    "xls": (_S, "MS Excel 97"),
-    "ppt": (_P, "MS PowerPoint 97"),
-    "rtf": (_T, "Rich Text Format"),
-    "txt": (_T, "Text (encoded)"),
-    "csv": (_S, "Text - txt - csv (StarCalc)"),
-    "word2003xml": (_T, "MS Word 2003 XML"),
-}
 
 _OOXML_MAIN_TYPES: dict[str, str] = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml": "docx",
@@ -129,6 +71,8 @@ _OOXML_MAIN_TYPES: dict[str, str] = {
     "application/vnd.ms-powerpoint.slideshow.macroenabled.main+xml": "ppsm",
     "application/vnd.openxmlformats-officedocument.presentationml.template.main+xml": "potx",
     "application/vnd.ms-powerpoint.template.macroenabled.main+xml": "potm",
+    "application/vnd.ms-visio.drawing.main+xml": "vsdx",
+    "application/vnd.ms-visio.drawing.macroenabled.main+xml": "vsdm",
 }
 
 _ODF_MIMETYPES: dict[str, str] = {
@@ -140,6 +84,10 @@ _ODF_MIMETYPES: dict[str, str] = {
     "application/vnd.oasis.opendocument.presentation-template": "otp",
     "application/vnd.oasis.opendocument.graphics": "odg",
     "application/vnd.oasis.opendocument.graphics-template": "otg",
+    "application/vnd.sun.xml.writer": "sxw",
+    "application/vnd.sun.xml.calc": "sxc",
+    "application/vnd.sun.xml.impress": "sxi",
+    "application/vnd.sun.xml.draw": "sxd",
 }
 
 _FLAT_ODF_MIMETYPES: dict[str, str] = {
@@ -149,7 +97,8 @@ _FLAT_ODF_MIMETYPES: dict[str, str] = {
     "application/vnd.oasis.opendocument.graphics": "fodg",
 }
 
-_OFFICE_DOCUMENT_REL = re.compile(r"/relationships/officeDocument$")
+# Visio's package relationship names its main part with its own type instead of officeDocument.
+_OFFICE_DOCUMENT_REL = re.compile(r"(/relationships/officeDocument|/visio/2010/relationships/document)$")
 _XML_ROOT = re.compile(r"<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)([^>]*)>?")
 _FLAT_ODF_MIMETYPE = re.compile(r"""\b[\w.\-]+:mimetype\s*=\s*["']([^"']+)["']""")
 _DOCTYPE = re.compile(r"<!DOCTYPE", re.IGNORECASE)
@@ -202,28 +151,121 @@ def _refuse_if_blank(fp: BinaryIO, head: bytes, size: int) -> None:
 
 
 def _sniff_head(head: bytes, size: int, name_hint: str) -> Sniffed:
-    """Recognise single-stream formats (RTF, flat XML, plain text) and refuse well-known non-documents."""
+    """Recognise single-stream formats (RTF, legacy binaries, flat XML, plain text) and name non-documents."""
     body = head.removeprefix(codecs.BOM_UTF8)
     if body.startswith(b"{\\rtf"):
         return _sniffed("rtf")
+    binary = _sniff_binary_head(head)
+    if binary is not None:
+        return binary
     if b"%PDF-" in head[:1024]:
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is already a PDF")
-    if head.startswith(_IMAGE_MAGICS) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is an image, not an office document")
+        raise unsupported("already a PDF", "it needs no conversion: use it as it is")
     text = _decode_text(head, complete=size <= len(head))
     if text is not None and text.lstrip().startswith("<"):
         sniffed = _sniff_flat_xml(text, complete=size <= len(head))
         if sniffed is not None:
             return sniffed
-    if text is None:
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is not a document type we can convert")
     suffix = Path(name_hint).suffix.lower()
+    if text is None:
+        for magics, description in _NON_DOCUMENTS:
+            if head.startswith(magics):
+                raise unsupported(description, _ADVICE_NON_DOCUMENT)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            raise unsupported("an image (WebP), not an office document", _ADVICE_NON_DOCUMENT)
+        if _looks_like_wordperfect_42(head, complete=size <= len(head)):
+            return _sniffed("wpd")
+        raise WorkerError(
+            Reason.UNSUPPORTED_TYPE,
+            "the file is not a document type we can convert; " + _ADVICE_UNKNOWN,
+        )
+    if _DIF_HEADER.match(text):
+        return _sniffed("dif")
     if suffix in _TEXT_NAMES:
-        return _sniffed(suffix[1:])
+        return _sniffed(_TEXT_NAMES[suffix])
     raise WorkerError(
         Reason.UNSUPPORTED_TYPE,
-        "the file is plain text; plain text is only converted when its name ends in .txt or .csv",
+        "the file is plain text; plain text is only converted when its name ends in .txt or .csv:"
+        " rename it and upload again",
     )
+
+
+def _sniff_binary_head(head: bytes) -> Sniffed | None:
+    """Recognise the legacy single-stream binaries LibreOffice imports by their fixed headers."""
+    if head.startswith(b"\xffWPC") and len(head) >= 16:
+        # WordPerfect 5-X prefix: product 1 (WordPerfect), file type 10 (document); bytes 12-13 an encryption key.
+        if head[9] != 10:
+            raise unsupported("a WordPerfect file that is not a document (a graphic, macro or printer file)")
+        if head[12:14] != b"\x00\x00":
+            raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
+        return _sniffed("wpd")
+    if head.startswith(b"\x00\x00\x02\x00") and head[4:6] in (b"\x04\x04", b"\x05\x04", b"\x06\x04"):
+        return _sniffed("wk1")  # BOF record, Lotus 1-2-3 release 1-2 (WKS/WK1)
+    if head.startswith(b"\x00\x00\x1a\x00") and head[5:6] == b"\x10":
+        # BOF record of 1-2-3 release 3 and later: the file version picks WK3, WK4 or 1-2-3 97 (.123).
+        return _sniffed({0: "wk3", 1: "wk4", 2: "wk4"}.get(head[4], "123"))
+    if head[:2] in (b"\x31\xbe", b"\x32\xbe") and head[2:6] == b"\x00\x00\x00\xab":
+        return _sniffed("wri")  # Windows Write (wIdent, wTool 0xAB00)
+    return None
+
+
+def _looks_like_wordperfect_42(head: bytes, *, complete: bool) -> bool:
+    """WordPerfect 4.2 has no header: accept only bytes whose function groups are all closed as the format says.
+
+    Codes 0xC0-0xFE open a group that the same byte closes, at a fixed distance or (variable groups) later;
+    0xFF never appears. Random binary data breaks these rules within a few hundred bytes.
+    """
+    groups = 0
+    at = 0
+    end = len(head)
+    while at < end:
+        code = head[at]
+        at += 1
+        if code < 0xC0:
+            continue
+        if code == 0xFF:
+            return False
+        size = _WP42_GROUP_SIZES[code - 0xC0]
+        if size < 0:
+            close = head.find(bytes([code]), at)
+            if close < 0:
+                return not complete and groups > 0
+            at = close + 1
+        else:
+            if at + size - 2 >= end:
+                return not complete and groups > 0
+            if head[at + size - 2] != code:
+                return False
+            at += size - 1
+        groups += 1
+    return groups > 0
+
+
+# Length of each WordPerfect 4.2 function group 0xC0-0xFE, codes included; -1 where the length varies.
+_WP42_GROUP_SIZES = (
+    6, 4, 3, 5, 5, 6, 4, 6, 8, 42, 3, 6, 4, 3, 4, 3,
+    6, -1, -1, 4, 4, 4, 6, -1, 4, 4, 4, 4, -1, 24, 4, -1,
+    4, 3, -1, 150, 6, 23, 11, 3, 3, -1, -1, -1, 4, -1, 44, 18,
+    6, 106, -1, 100, 4, -1, 5, -1, -1, -1, -1, -1, -1, -1, -1,
+)
+# Data Interchange Format: a TABLE header item, then its vector/value line "0,1".
+_DIF_HEADER = re.compile(r'\ATABLE\r?\n0,1\r?\n"')
+# Plain text converts when its name says it is text. NASA's Directory Interchange Format (.dif) is text too:
+# stock LibreOffice prints it as plain text, and so do we.
+_TEXT_NAMES = {".txt": "txt", ".csv": "csv", ".dif": "txt"}
+_NON_DOCUMENTS: tuple[tuple[tuple[bytes, ...], str], ...] = (
+    ((b"\x89PNG\r\n\x1a\n",), "an image (PNG), not an office document"),
+    ((b"\xff\xd8\xff",), "an image (JPEG), not an office document"),
+    ((b"GIF87a", b"GIF89a"), "an image (GIF), not an office document"),
+    ((b"II*\x00", b"MM\x00*"), "an image (TIFF), not an office document"),
+    ((b"\x1f\x8b",), "a gzip archive, not an office document"),
+    ((b"7z\xbc\xaf\x27\x1c",), "a 7-Zip archive, not an office document"),
+    ((b"Rar!\x1a\x07",), "a RAR archive, not an office document"),
+    ((b"MZ",), "a Windows program, not an office document"),
+    ((b"\x7fELF",), "a program, not an office document"),
+)
+_ADVICE_NON_DOCUMENT = "upload the office document itself (.docx, .xlsx, .pptx, .odt, ...)"
+_ADVICE_ARCHIVE = "unpack it and upload the documents inside one by one"
+_ADVICE_UNKNOWN = "save it as .docx, .xlsx, .pptx or OpenDocument in the application that made it, and upload again"
 
 
 def _decode_text(head: bytes, *, complete: bool) -> str | None:
@@ -345,8 +387,57 @@ def _sniff_zip(fp: BinaryIO, size: int, max_uncompressed_bytes: int, max_entries
         if "mimetype" in names or "META-INF/manifest.xml" in names:
             return _sniff_odf(archive, infos, names)
         if any(name.startswith(("word/", "xl/", "ppt/", "_rels/")) for name in names):
-            raise WorkerError(Reason.CORRUPT, "the file looks like an Office document but lacks [Content_Types].xml")
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is a zip archive, not an office document")
+            raise WorkerError(
+                Reason.CORRUPT,
+                "the file looks like an Office document but lacks [Content_Types].xml;"
+                " save it again from the application that made it and upload again",
+            )
+        iwork = _sniff_iwork(archive, names)
+        if iwork is not None:
+            return iwork
+        raise unsupported("a plain zip archive, not an office document", _ADVICE_ARCHIVE)
+
+
+# iWork '09 keeps its document in one XML part; the root element names the application.
+_IWORK_INDEX_PARTS = ("index.xml", "index.xml.gz", "index.apxl", "index.apxl.gz")
+_IWORK_ROOTS = {
+    ("document", "http://developer.apple.com/namespaces/sl"): "pages",
+    ("document", "http://developer.apple.com/namespaces/ls"): "numbers",
+    ("presentation", "http://developer.apple.com/namespaces/keynote2"): "key",
+}
+
+
+def _sniff_iwork(archive: zipfile.ZipFile, names: set[str]) -> Sniffed | None:
+    """Identify an Apple Pages, Numbers or Keynote package by its index part; None for any other zip."""
+    if "Index/Document.iwa" in names:
+        # iWork 2013 and later: protobuf parts, no XML. Keynote has slides, Numbers a calculation engine.
+        if any(name.startswith(("Index/Slide", "Index/MasterSlide")) for name in names):
+            return _sniffed("key")
+        if "Index/CalculationEngine.iwa" in names:
+            return _sniffed("numbers")
+        return _sniffed("pages")
+    index = next((name for name in _IWORK_INDEX_PARTS if name in names), None)
+    if index is None:
+        return None
+    _refuse_hostile_parts(archive, archive.infolist())
+    head = _read_part(archive, archive.getinfo(index), _XML_PROLOG_BYTES)
+    if index.endswith(".gz"):
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(_read_part(archive, archive.getinfo(index), 2**20))) as unzipped:
+                head = unzipped.read(_XML_PROLOG_BYTES)
+        except (OSError, EOFError) as exc:
+            raise WorkerError(Reason.CORRUPT, f"the file is damaged and cannot be read (part {index})") from exc
+    text = _decode_xml_head(head)
+    root = _xml_root(text, complete=len(head) < _XML_PROLOG_BYTES, what=f"the part {index}")
+    if root is not None:
+        for (local_name, namespace), kind in _IWORK_ROOTS.items():
+            if root[0] == local_name and namespace in root[1]:
+                return _sniffed(kind)
+    raise WorkerError(
+        Reason.CORRUPT,
+        f"the file looks like an Apple iWork document but its {index} is not one;"
+        " export it again from Pages, Numbers or Keynote (as .docx, .xlsx or .pptx) and upload again",
+    )
 
 
 def _zip_directory_size(fp: BinaryIO, size: int) -> tuple[int, int]:
@@ -506,40 +597,96 @@ def _sniff_ole(fp: BinaryIO, max_uncompressed_bytes: int, max_entries: int) -> S
     """Identify a compound file by its main stream and refuse the password-protected ones."""
     try:
         ole = olefile.OleFileIO(fp)
-        has = {name: bool(ole.exists(name)) for name in _OLE_STREAMS}
+        streams = {"/".join(entry) for entry in ole.listdir(streams=True, storages=False)}
     except Exception as exc:  # olefile signals malformed input with many exception types
         raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
     # olefile only logs sectors past the end of the file; they are the mark of a truncated upload. Other
     # defects it tolerates (a stream referenced twice, ...) come from real writers, msoffcrypto's among them.
     if any(marker in str(issue) for _, issue in ole.parsing_issues for marker in _TRUNCATION_ISSUES):
         raise WorkerError(Reason.CORRUPT, "the file is truncated or damaged; upload it again")
-    if has["EncryptionInfo"] and has["EncryptedPackage"]:
+    if {"EncryptionInfo", "EncryptedPackage"} <= streams:
         return _sniff_encrypted_ooxml(fp, max_uncompressed_bytes, max_entries)
-    if has["WordDocument"]:
-        kind = "doc"
-    elif has["Workbook"]:
-        kind = "xls"
-    elif has["PowerPoint Document"]:
-        kind = "ppt"
-    elif has["Book"]:
-        # Excel 5.0/95 (BIFF5): msoffcrypto cannot check it; a password shows as a LibreOffice load failure.
-        return Sniffed("xls", Family.SPREADSHEET, "MS Excel 95", ".xls")
-    else:
-        raise WorkerError(Reason.CORRUPT, "the file is an OLE2 container without a Word, Excel or PowerPoint document")
-    if _legacy_is_encrypted(fp, kind):
+    kind = _ole_kind(ole, streams)
+    if kind in ("doc", "xls", "ppt"):
+        if _legacy_is_encrypted(fp, kind):
+            raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
+    elif kind in ("doc95", "xls95") and _pre97_is_encrypted(ole, kind):
         raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
     return _sniffed(kind)
 
 
+def _ole_kind(ole: olefile.OleFileIO, streams: set[str]) -> str:
+    """Name the document a compound file holds from its stream names (and, for Word, the FIB's version)."""
+    if "WordDocument" in streams:
+        # nFib: 101 is Word 6.0, 104 Word 95, 193 and above Word 97 to 365.
+        fib = _read_stream(ole, "WordDocument", 4)
+        return "doc95" if len(fib) == 4 and struct.unpack("<H", fib[2:4])[0] < 193 else "doc"
+    if "Workbook" in streams:
+        return "xls"
+    if "Book" in streams:
+        return "xls95"
+    if "PowerPoint Document" in streams:
+        return "ppt"
+    for stream, kind in _OLE_MAIN_STREAMS:
+        if stream in streams:
+            return kind
+    if "StarDrawDocument3" in streams:
+        # StarImpress and StarDraw 5 share the stream; the class name in CompObj says which application wrote it.
+        return "sdd" if b"StarImpress" in _read_stream(ole, "\x01CompObj", 4096) else "sda"
+    if "MN0" in streams or _read_stream(ole, "CONTENTS", 8) in (b"CHNKWKS ", b"CHNKINK "):
+        return "wps"  # Works 3-4 keep the text in MN0, Works 4.5-2000 in chunked CONTENTS
+    if _read_stream(ole, "FileHeader", 17) == b"HWP Document File":
+        raise unsupported(
+            "a Hangul Word Processor (HWP 5) document",
+            "open it in Hangul (or Hancom Office), save it as .docx, and upload again",
+        )
+    if streams & {"1Table", "0Table", "Current User", "Pictures"}:
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file is a damaged Word, Excel or PowerPoint file (its main part is missing);"
+            " save it again from the application that made it and upload again",
+        )
+    if any(stream.startswith("__substg1.0_") for stream in streams):
+        raise unsupported("an Outlook message", "save its attachments or its text as a document and upload those")
+    raise unsupported("a compound file (OLE2) holding none of the document formats we convert")
+
+
 _TRUNCATION_ISSUES = ("out of range", "incomplete")
-_OLE_STREAMS = (
-    "EncryptionInfo",
-    "EncryptedPackage",
-    "WordDocument",
-    "Workbook",
-    "Book",
-    "PowerPoint Document",
+# A stream that alone names the document inside (checked after Word, Excel and PowerPoint).
+_OLE_MAIN_STREAMS = (
+    ("StarWriterDocument", "sdw"),
+    ("StarCalcDocument", "sdc"),
+    ("VisioDocument", "vsd"),
+    ("Quill/QuillSub/CONTENTS", "pub"),
 )
+
+
+def _read_stream(ole: olefile.OleFileIO, name: str, limit: int) -> bytes:
+    """The first `limit` bytes of a stream, or b"" if it is missing; a stream olefile cannot read is damage."""
+    if not ole.exists(name):
+        return b""
+    try:
+        with ole.openstream(name) as stream:
+            return bytes(stream.read(limit))
+    except Exception as exc:  # olefile raises OSError, struct.error, IndexError... on broken sector chains
+        raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
+
+
+def _pre97_is_encrypted(ole: olefile.OleFileIO, kind: str) -> bool:
+    """Word 6/95 sets fEncrypted in its FIB; an Excel 5/95 workbook with a password has a FILEPASS record."""
+    if kind == "doc95":
+        fib = _read_stream(ole, "WordDocument", 12)
+        return len(fib) == 12 and bool(fib[11] & 0x01)
+    book = _read_stream(ole, "Book", _HEAD_BYTES)
+    at = 0
+    while at + 4 <= len(book):
+        record, length = struct.unpack_from("<HH", book, at)
+        if record == 0x002F:  # FILEPASS
+            return True
+        if record == 0x000A:  # EOF of the workbook globals: FILEPASS can only come before it
+            return False
+        at += 4 + length
+    return False
 
 
 def _legacy_is_encrypted(fp: BinaryIO, kind: str) -> bool:
@@ -584,7 +731,6 @@ def _sniff_encrypted_ooxml(fp: BinaryIO, max_uncompressed_bytes: int, max_entrie
 
 
 def _sniffed(kind: str) -> Sniffed:
-    """Build the result for a kind from the format table."""
-    family, import_filter = _FORMATS[kind]
-    extension = ".xml" if kind == "word2003xml" else f".{kind}"
-    return Sniffed(kind, family, import_filter, extension)
+    """Build the result for a kind from the format catalogue."""
+    known = FORMATS[kind]
+    return Sniffed(kind, known.family, known.import_filter, known.extension)

@@ -15,7 +15,6 @@ import tempfile
 import time
 
 import uno
-from com.sun.star.beans import PropertyValue
 
 SOFFICE = "/usr/lib/libreoffice/program/soffice.bin"
 RESTART_CODE = 81  # first start on a new profile asks to be restarted
@@ -57,14 +56,16 @@ def main():
         try:
             detection = ctx.ServiceManager.createInstanceWithContext("com.sun.star.document.TypeDetection", ctx)
             for path in paths:
-                descriptor = (PropertyValue(Name="URL", Value=uno.systemPathToFileUrl(os.path.abspath(path))),)
+                url = uno.createUnoStruct("com.sun.star.beans.PropertyValue")
+                url.Name, url.Value = "URL", uno.systemPathToFileUrl(os.path.abspath(path))
                 started = time.perf_counter()
                 try:
-                    type_name, answer = detection.queryTypeByDescriptor(descriptor, True)
+                    type_name, answer = detection.queryTypeByDescriptor((url,), True)
                     # Deep detection may name the filter itself; otherwise the type's preferred one applies.
                     filter_name = {p.Name: p.Value for p in answer}.get("FilterName", "")
                     if not filter_name and type_name:
-                        filter_name = {p.Name: p.Value for p in detection.getByName(type_name)}.get("PreferredFilter", "")
+                        preferred = {p.Name: p.Value for p in detection.getByName(type_name)}
+                        filter_name = preferred.get("PreferredFilter", "")
                 except Exception as exc:  # a file the detection itself chokes on
                     type_name, filter_name = "", f"error: {str(exc).splitlines()[0][:80]}"
                 ms = (time.perf_counter() - started) * 1000

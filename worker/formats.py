@@ -82,6 +82,7 @@ FORMATS: dict[str, Format] = {
     "doc95": Format(_T, "MS Word 95", ".doc", "a Word 6.0/95 document"),
     "xls": Format(_S, "MS Excel 97", ".xls", "an Excel 97-2003 workbook"),
     "xls95": Format(_S, "MS Excel 95", ".xls", "an Excel 5.0/95 workbook"),
+    "xls4": Format(_S, "MS Excel 4.0", ".xls", "an Excel 2.x-4.0 worksheet"),
     "ppt": Format(_P, "MS PowerPoint 97", ".ppt", "a PowerPoint 97-2003 presentation"),
     "wps": Format(_T, "MS_Works", ".wps", "a Microsoft Works document"),
     "wri": Format(_T, "MS_Write", ".wri", "a Microsoft Write document"),

@@ -106,7 +106,9 @@ _ENTITY = re.compile(r"<!ENTITY", re.IGNORECASE)
 _EXTERNAL_ID_URL = re.compile(r"\b(?:SYSTEM|PUBLIC)\b[^>\[]*[A-Za-z][\w+.\-]*://", re.IGNORECASE)
 
 _MSG_ENCRYPTED = "the file is an encrypted Office document; remove the password and upload again"
-_MSG_DAMAGED = "the file is damaged and cannot be read; save it again from the application that made it"
+_ADVICE_RESAVE = "save it again from the application that made it and upload again"
+_ADVICE_BOMB = "office applications never write files like this; upload the document as its application saved it"
+_MSG_DAMAGED = "the file is damaged and cannot be read; " + _ADVICE_RESAVE
 
 
 def sniff(
@@ -123,7 +125,10 @@ def sniff(
             fp.seek(0)
             head = fp.read(_HEAD_BYTES)
             if size == 0:
-                raise WorkerError(Reason.EMPTY, "the file is empty")
+                raise WorkerError(
+                    Reason.EMPTY,
+                    "the file is empty; upload the document again (the upload may have been cut short)",
+                )
             _refuse_if_blank(fp, head, size)
             if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
                 return _sniff_zip(fp, size, max_uncompressed_bytes, max_entries)
@@ -131,7 +136,7 @@ def sniff(
                 return _sniff_ole(fp, max_uncompressed_bytes, max_entries)
     except OSError as exc:
         # Only a file system error reaches here; parsers translate their own OSErrors into CORRUPT.
-        raise WorkerError(Reason.CORRUPT, "the file could not be read") from exc
+        raise WorkerError(Reason.CORRUPT, "the file could not be read; upload it again") from exc
     return _sniff_head(head, size, name_hint)
 
 
@@ -142,12 +147,15 @@ def _refuse_if_blank(fp: BinaryIO, head: bytes, size: int) -> None:
     seen = len(head)
     while seen < size:
         if seen >= _WHITESPACE_SCAN_BYTES:
-            raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file starts with a huge run of blank space")
+            raise WorkerError(
+                Reason.UNSUPPORTED_TYPE,
+                "the file starts with a huge run of blank space; " + _ADVICE_RESAVE,
+            )
         chunk = fp.read(2**20)
         if not chunk or chunk.strip():
             return
         seen += len(chunk)
-    raise WorkerError(Reason.EMPTY, "the file contains only blank space")
+    raise WorkerError(Reason.EMPTY, "the file contains only blank space; upload the document with its content")
 
 
 def _sniff_head(head: bytes, size: int, name_hint: str) -> Sniffed:
@@ -203,6 +211,14 @@ def _sniff_binary_head(head: bytes) -> Sniffed | None:
     if head.startswith(b"\x00\x00\x1a\x00") and head[5:6] == b"\x10":
         # BOF record of 1-2-3 release 3 and later: the file version picks WK3, WK4 or 1-2-3 97 (.123).
         return _sniffed({0: "wk3", 1: "wk4", 2: "wk4"}.get(head[4], "123"))
+    # BOF record of a BIFF2, BIFF3 or BIFF4 file (Excel 2.x to 4.0, outside any compound file) whose document
+    # type is a worksheet (0x10) or a BIFF4 workbook (0x100).
+    if (
+        head[:2] in (b"\x09\x00", b"\x09\x02", b"\x09\x04")
+        and head[2:4] in (b"\x04\x00", b"\x06\x00")
+        and head[6:8] in (b"\x10\x00", b"\x00\x01")
+    ):
+        return _sniffed("xls4")
     if head[:2] in (b"\x31\xbe", b"\x32\xbe") and head[2:6] == b"\x00\x00\x00\xab":
         return _sniffed("wri")  # Windows Write (wIdent, wTool 0xAB00)
     return None
@@ -368,9 +384,12 @@ def _sniff_zip(fp: BinaryIO, size: int, max_uncompressed_bytes: int, max_entries
     """Identify an OOXML or ODF package from its central directory and a few small parts."""
     entry_count, directory_size = _zip_directory_size(fp, size)
     if entry_count > max_entries:
-        raise WorkerError(Reason.ZIP_BOMB, f"the file holds {entry_count} parts, more than the {max_entries} allowed")
+        raise WorkerError(
+            Reason.ZIP_BOMB,
+            f"the file holds {entry_count} parts, more than the {max_entries} allowed; " + _ADVICE_BOMB,
+        )
     if directory_size > _MAX_CENTRAL_DIRECTORY_BYTES:
-        raise WorkerError(Reason.ZIP_BOMB, "the file's table of contents is abnormally large")
+        raise WorkerError(Reason.ZIP_BOMB, "the file's table of contents is abnormally large; " + _ADVICE_BOMB)
     try:
         archive = zipfile.ZipFile(fp)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, struct.error) as exc:
@@ -426,7 +445,10 @@ def _sniff_iwork(archive: zipfile.ZipFile, names: set[str]) -> Sniffed | None:
             with gzip.GzipFile(fileobj=io.BytesIO(_read_part(archive, archive.getinfo(index), 2**20))) as unzipped:
                 head = unzipped.read(_XML_PROLOG_BYTES)
         except (OSError, EOFError) as exc:
-            raise WorkerError(Reason.CORRUPT, f"the file is damaged and cannot be read (part {index})") from exc
+            raise WorkerError(
+                Reason.CORRUPT,
+                f"the file is damaged and cannot be read (part {index}); " + _ADVICE_RESAVE,
+            ) from exc
     text = _decode_xml_head(head)
     root = _xml_root(text, complete=len(head) < _XML_PROLOG_BYTES, what=f"the part {index}")
     if root is not None:
@@ -447,7 +469,10 @@ def _zip_directory_size(fp: BinaryIO, size: int) -> tuple[int, int]:
     tail = fp.read(tail_size)
     at = tail.rfind(_EMPTY_ZIP_MAGIC)
     if at < 0 or len(tail) - at < 22:
-        raise WorkerError(Reason.CORRUPT, "the file is truncated or damaged (its zip directory is missing)")
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file is truncated or damaged (its zip directory is missing); upload it again",
+        )
     entries, directory_size, directory_offset = struct.unpack("<10xHLL", tail[at : at + 20])
     if entries == 0xFFFF or directory_size == 0xFFFFFFFF or directory_offset == 0xFFFFFFFF:
         locator = tail[at - 20 : at] if at >= 20 else b""
@@ -465,7 +490,10 @@ def _zip_directory_size(fp: BinaryIO, size: int) -> tuple[int, int]:
 def _refuse_bomb(infos: list[zipfile.ZipInfo], size: int, max_uncompressed_bytes: int, max_entries: int) -> None:
     """Refuse archives whose declared sizes, ratios or overlapping entries mark them as zip bombs."""
     if len(infos) > max_entries:
-        raise WorkerError(Reason.ZIP_BOMB, f"the file holds {len(infos)} parts, more than the {max_entries} allowed")
+        raise WorkerError(
+            Reason.ZIP_BOMB,
+            f"the file holds {len(infos)} parts, more than the {max_entries} allowed; " + _ADVICE_BOMB,
+        )
     total = sum(info.file_size for info in infos)
     if total > max_uncompressed_bytes:
         raise WorkerError(
@@ -475,13 +503,19 @@ def _refuse_bomb(infos: list[zipfile.ZipInfo], size: int, max_uncompressed_bytes
         )
     for info in infos:
         if info.file_size > _BOMB_RATIO_MIN_BYTES and info.file_size > _BOMB_RATIO * max(info.compress_size, 1):
-            raise WorkerError(Reason.ZIP_BOMB, "the file is compressed at an impossible ratio (a zip bomb)")
+            raise WorkerError(
+                Reason.ZIP_BOMB,
+                "the file is compressed at an impossible ratio (a zip bomb); " + _ADVICE_BOMB,
+            )
         if info.header_offset + info.compress_size > size:
-            raise WorkerError(Reason.CORRUPT, "the file is truncated or damaged (a part runs past its end)")
+            raise WorkerError(
+                Reason.CORRUPT,
+                "the file is truncated or damaged (a part runs past its end); upload it again",
+            )
     ordered = sorted(infos, key=lambda info: info.header_offset)
     for before, after in itertools.pairwise(ordered):
         if after.header_offset < before.header_offset + 30 + before.compress_size:
-            raise WorkerError(Reason.ZIP_BOMB, "the file's parts overlap each other (a zip bomb)")
+            raise WorkerError(Reason.ZIP_BOMB, "the file's parts overlap each other (a zip bomb); " + _ADVICE_BOMB)
 
 
 def _refuse_hostile_parts(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
@@ -507,7 +541,10 @@ def _read_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> b
         with archive.open(info) as part:
             return part.read(limit)
     except Exception as exc:  # BadZipFile (bad CRC), zlib.error, EOFError, NotImplementedError (odd compression)...
-        raise WorkerError(Reason.CORRUPT, f"the file is damaged and cannot be read (part {info.filename})") from exc
+        raise WorkerError(
+            Reason.CORRUPT,
+            f"the file is damaged and cannot be read (part {info.filename}); " + _ADVICE_RESAVE,
+        ) from exc
 
 
 def _read_small_part(archive: zipfile.ZipFile, name: str) -> bytes | None:
@@ -518,7 +555,7 @@ def _read_small_part(archive: zipfile.ZipFile, name: str) -> bytes | None:
         return None
     data = _read_part(archive, info, _SMALL_PART_BYTES + 1)
     if len(data) > _SMALL_PART_BYTES:
-        raise WorkerError(Reason.CORRUPT, f"the file's {name} part is abnormally large")
+        raise WorkerError(Reason.CORRUPT, f"the file's {name} part is abnormally large; " + _ADVICE_RESAVE)
     return data
 
 
@@ -527,7 +564,7 @@ def _parse_xml(data: bytes, name: str) -> ElementTree.Element:
     try:
         return ElementTree.fromstring(data)
     except ElementTree.ParseError as exc:
-        raise WorkerError(Reason.CORRUPT, f"the file's {name} part is not well-formed XML") from exc
+        raise WorkerError(Reason.CORRUPT, f"the file's {name} part is not well-formed XML; " + _ADVICE_RESAVE) from exc
 
 
 def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
@@ -544,7 +581,10 @@ def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
             overrides[unquote(element.get("PartName", "")).lower()] = content_type
     rels = _read_small_part(archive, "_rels/.rels")
     if rels is None:
-        raise WorkerError(Reason.CORRUPT, "the file is an incomplete Office document (no package relationships)")
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file is an incomplete Office document (no package relationships); " + _ADVICE_RESAVE,
+        )
     main_part = None
     for element in _parse_xml(rels, "_rels/.rels"):
         if (
@@ -555,14 +595,17 @@ def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
             main_part = posixpath.normpath(posixpath.join("/", target))
             break
     if main_part is None:
-        raise WorkerError(Reason.CORRUPT, "the file is an incomplete Office document (no main part)")
+        raise WorkerError(Reason.CORRUPT, "the file is an incomplete Office document (no main part); " + _ADVICE_RESAVE)
     zip_names = {name.lower(): name for name in names}
     if main_part[1:].lower() not in zip_names:
-        raise WorkerError(Reason.CORRUPT, f"the file is an incomplete Office document ({main_part} is missing)")
+        raise WorkerError(
+            Reason.CORRUPT,
+            f"the file is an incomplete Office document ({main_part} is missing); " + _ADVICE_RESAVE,
+        )
     content_type = overrides.get(main_part.lower()) or defaults.get(posixpath.splitext(main_part)[1][1:].lower(), "")
     kind = _OOXML_MAIN_TYPES.get(content_type)
     if kind is None:
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is an Office Open XML type we cannot convert")
+        raise unsupported("an Office Open XML file of a kind we do not convert (an add-in, a theme, ...)")
     return _sniffed(kind)
 
 
@@ -584,9 +627,12 @@ def _sniff_odf(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: se
                 break
     kind = _ODF_MIMETYPES.get(mimetype)
     if kind is None:
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is a packaged document type we cannot convert")
+        raise unsupported(f"a packaged file of a kind we do not convert ({mimetype or 'no media type'})")
     if "content.xml" not in names:
-        raise WorkerError(Reason.CORRUPT, "the file is an incomplete OpenDocument file (content.xml is missing)")
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file is an incomplete OpenDocument file (content.xml is missing); " + _ADVICE_RESAVE,
+        )
     return _sniffed(kind)
 
 

@@ -126,6 +126,15 @@ def test_word_6_document_is_not_loaded_as_word_97() -> None:
     assert (sniffed.kind, sniffed.import_filter) == ("doc95", "MS Word 95")
 
 
+def test_excel_4_worksheet_converts_like_stock(pool: OfficePool, tmp_path: Path) -> None:
+    """From ../shared/corpus: stock makes one page showing ID and TOTAL; it was refused before issue 12."""
+    src = FORMATS_CORPUS.parent / "corpus" / "xlrd" / "biff4_no_format_no_window2.xls"
+    out = tmp_path / "out.pdf"
+    assert convert_file(pool, src, out, src.name, tmp_path).sniffed.import_filter == "MS Excel 4.0"
+    assert pdf_page_count(out) == 1
+    assert "ID" in pdftotext(out) and "TOTAL" in pdftotext(out)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("relative", ROWS)
 def test_reference_table_matches_stock_libreoffice_now(relative: str) -> None:

@@ -734,6 +734,8 @@ def test_excel_95_with_a_filepass_record_is_encrypted(tmp_path):
         (b"\x00\x00\x1a\x00\x02\x10\x04\x00", "wk4"),
         (b"\x00\x00\x1a\x00\x03\x10\x04\x00", "123"),
         (b"\x31\xbe\x00\x00\x00\xab\x00\x00", "wri"),
+        (b"\x09\x00\x04\x00\x02\x00\x10\x00", "xls4"),  # BIFF2 worksheet
+        (b"\x09\x04\x06\x00\x00\x00\x10\x00", "xls4"),  # BIFF4 worksheet
         (b"\xffWPC\x10\x00\x00\x00\x01\x0a\x02\x01\x00\x00\x00\x02", "wpd"),
     ],
 )
@@ -830,3 +832,9 @@ def test_every_refusal_says_what_to_do_next(tmp_path, data, words):
 def test_a_plain_zip_is_named_and_the_advice_is_to_unpack_it(tmp_path):
     error = refused(write_zip(tmp_path / "photos.docx", {"a.jpg": b"\xff\xd8\xff" + bytes(10)}))
     assert error.reason is Reason.UNSUPPORTED_TYPE and "zip archive" in error.message and "unpack" in error.message
+
+
+def test_excel_4_worksheet_from_the_corpus_is_identified():
+    """xlrd's BIFF4 sample was refused as "not a document type"; stock LibreOffice converts it with MS Excel 4.0."""
+    result = sniff(CORPUS / "xlrd" / "biff4_no_format_no_window2.xls")
+    assert (result.kind, result.import_filter) == ("xls4", "MS Excel 4.0")

@@ -838,3 +838,13 @@ def test_excel_4_worksheet_from_the_corpus_is_identified():
     """xlrd's BIFF4 sample was refused as "not a document type"; stock LibreOffice converts it with MS Excel 4.0."""
     result = sniff(CORPUS / "xlrd" / "biff4_no_format_no_window2.xls")
     assert (result.kind, result.import_filter) == ("xls4", "MS Excel 4.0")
+
+
+def test_a_load_failure_in_the_office_says_what_to_do_next():
+    import xmlrpc.client
+
+    from worker.office.pool import _fault_message
+
+    fault = xmlrpc.client.Fault(1, "<class 'RuntimeError'>:Could not load document /x/input.doc using the MS Word 97 filter.")
+    message = _fault_message(fault)
+    assert "could not load" in message and "upload again" in message

@@ -845,6 +845,6 @@ def test_a_load_failure_in_the_office_says_what_to_do_next():
 
     from worker.office.pool import _fault_message
 
-    fault = xmlrpc.client.Fault(1, "<class 'RuntimeError'>:Could not load document /x/input.doc using the MS Word 97 filter.")
+    fault = xmlrpc.client.Fault(1, "<class 'RuntimeError'>:Could not load document /x/in.doc using a filter.")
     message = _fault_message(fault)
     assert "could not load" in message and "upload again" in message

@@ -411,7 +411,7 @@ def _sniff_zip(fp: BinaryIO, size: int, max_uncompressed_bytes: int, max_entries
                 "the file looks like an Office document but lacks [Content_Types].xml;"
                 " save it again from the application that made it and upload again",
             )
-        iwork = _sniff_iwork(archive, names)
+        iwork = _sniff_iwork(archive, names, (max_uncompressed_bytes, max_entries))
         if iwork is not None:
             return iwork
         raise unsupported("a plain zip archive, not an office document", _ADVICE_ARCHIVE)
@@ -426,18 +426,33 @@ _IWORK_ROOTS = {
 }
 
 
-def _sniff_iwork(archive: zipfile.ZipFile, names: set[str]) -> Sniffed | None:
-    """Identify an Apple Pages, Numbers or Keynote package by its index part; None for any other zip."""
+def _sniff_iwork(archive: zipfile.ZipFile, names: set[str], limits: tuple[int, int] | None) -> Sniffed | None:
+    """Identify an Apple Pages, Numbers or Keynote package by its index part; None for any other zip.
+
+    `limits` (the bomb limits) allow one level of nesting: a zipped bundle whose Index.zip is the package.
+    """
     if "Index/Document.iwa" in names:
-        # iWork 2013 and later: protobuf parts, no XML. Keynote has slides, Numbers a calculation engine.
-        if any(name.startswith(("Index/Slide", "Index/MasterSlide")) for name in names):
-            return _sniffed("key")
-        if "Index/CalculationEngine.iwa" in names:
-            return _sniffed("numbers")
-        return _sniffed("pages")
+        # iWork 2013 and later: the first archived message says Pages (10000) or Keynote/Numbers (1); only
+        # Keynote has slides. Pages files have a calculation engine too, so part names alone cannot tell.
+        head = _read_part(archive, archive.getinfo("Index/Document.iwa"), 256)
+        message_type = _iwa_first_message_type(head)
+        if message_type == _IWA_PAGES_DOCUMENT:
+            return _sniffed("pages")
+        if message_type == _IWA_KEYNOTE_OR_NUMBERS_DOCUMENT:
+            slides = any(name.startswith(("Index/Slide", "Index/MasterSlide")) for name in names)
+            return _sniffed("key" if slides else "numbers")
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file looks like an Apple iWork document but its Index/Document.iwa is not one;"
+            " export it again from Pages, Numbers or Keynote (as .docx, .xlsx or .pptx) and upload again",
+        )
     index = next((name for name in _IWORK_INDEX_PARTS if name in names), None)
     if index is None:
-        return None
+        bundle = next((name for name in names if _IWORK_BUNDLE_INDEX.match(name)), None)
+        return None if bundle is None or limits is None else _sniff_iwork_bundle(archive, bundle, limits)
+    if archive.getinfo(index).compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # iWork '09 writes a password-protected document's index with its own (encrypting) method.
+        raise WorkerError(Reason.ENCRYPTED, "the file is a password-protected Apple iWork document; " + _NO_PASSWORD)
     _refuse_hostile_parts(archive, archive.infolist())
     head = _read_part(archive, archive.getinfo(index), _XML_PROLOG_BYTES)
     if index.endswith(".gz"):
@@ -460,6 +475,98 @@ def _sniff_iwork(archive: zipfile.ZipFile, names: set[str]) -> Sniffed | None:
         f"the file looks like an Apple iWork document but its {index} is not one;"
         " export it again from Pages, Numbers or Keynote (as .docx, .xlsx or .pptx) and upload again",
     )
+
+
+# A bundle zipped as a whole (Keynote 2018 and later "Presentation.key/Index.zip"): the package is the inner zip.
+_IWORK_BUNDLE_INDEX = re.compile(r"[^/]+\.(?:key|pages|numbers)/Index\.zip")
+_MAX_IWORK_INDEX_BYTES = 64 * 2**20  # Index.zip holds the document's protobuf parts only, never its media
+_NO_PASSWORD = "remove the password and upload again"
+
+
+def _sniff_iwork_bundle(archive: zipfile.ZipFile, name: str, limits: tuple[int, int]) -> Sniffed:
+    """Identify the zip inside a zipped iWork bundle, with the same bomb checks as any upload."""
+    info = archive.getinfo(name)
+    if info.file_size > _MAX_IWORK_INDEX_BYTES:
+        raise WorkerError(Reason.ZIP_BOMB, f"the file's {name} is abnormally large; " + _ADVICE_BOMB)
+    inner = io.BytesIO(_read_part(archive, info, _MAX_IWORK_INDEX_BYTES))
+    size = inner.seek(0, io.SEEK_END)
+    inner.seek(0)
+    entry_count, _ = _zip_directory_size(inner, size)
+    max_uncompressed_bytes, max_entries = limits
+    if entry_count > max_entries:
+        raise WorkerError(Reason.ZIP_BOMB, f"the file's {name} holds more than {max_entries} parts; " + _ADVICE_BOMB)
+    try:
+        package = zipfile.ZipFile(inner)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, struct.error) as exc:
+        raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
+    with package:
+        infos = package.infolist()
+        _refuse_bomb(infos, size, max_uncompressed_bytes, max_entries)
+        found = _sniff_iwork(package, {i.filename for i in infos}, None)
+    if found is None:
+        raise WorkerError(
+            Reason.CORRUPT,
+            f"the file looks like an Apple iWork document but its {name} is not one;"
+            " export it again from Pages, Numbers or Keynote (as .docx, .xlsx or .pptx) and upload again",
+        )
+    return found
+
+
+_IWA_PAGES_DOCUMENT = 10000  # TP.DocumentArchive
+_IWA_KEYNOTE_OR_NUMBERS_DOCUMENT = 1  # KN.DocumentArchive, TN.DocumentArchive
+
+
+def _iwa_first_message_type(head: bytes) -> int | None:
+    """The type of the first message in an .iwa part, from the literal that opens its first Snappy chunk.
+
+    An .iwa part is chunks (a zero byte, a 3-byte length, raw Snappy data); the data starts with an ArchiveInfo
+    (varint length, then protobuf: field 2 is a MessageInfo whose field 1 is the type). Writers begin the chunk
+    with a literal run long enough to hold it; anything else is not a part we recognise (None).
+    """
+    try:
+        if head[0] != 0:
+            return None
+        _, at = _varint(head, 4)  # the uncompressed length
+        tag = head[at]
+        at += 1
+        if tag & 0x3:
+            return None
+        length = (tag >> 2) + 1
+        if length > 60:  # the length itself follows in 1-4 bytes
+            width = length - 60
+            length = int.from_bytes(head[at : at + width], "little") + 1
+            at += width
+        literal = head[at : at + length]
+        info_length, at = _varint(literal, 0)
+        info = literal[at : at + info_length]
+        at = 0
+        while at < len(info):
+            key, at = _varint(info, at)
+            if key & 0x7 == 0:
+                _, at = _varint(info, at)
+            elif key & 0x7 == 2:
+                size, at = _varint(info, at)
+                if key >> 3 == 2:
+                    message_key, inner = _varint(info, at)
+                    return _varint(info, inner)[0] if message_key == 0x08 else None
+                at += size
+            else:
+                return None
+    except IndexError:
+        return None
+    return None
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """A protobuf/Snappy base-128 varint at `at`, and the position after it (IndexError if it is cut off)."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80 or shift > 56:
+            return value, at
+        shift += 7
 
 
 def _zip_directory_size(fp: BinaryIO, size: int) -> tuple[int, int]:

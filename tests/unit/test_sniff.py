@@ -776,18 +776,72 @@ def test_openoffice_1_packages_are_recognised_by_mimetype(tmp_path, mimetype, ki
     assert (result.kind, result.family) == (kind, family)
 
 
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def iwa_part(message_type: int) -> bytes:
+    """The head of an Index/Document.iwa as iWork writes it: a chunk of Snappy data opening with a literal."""
+    message_info = b"\x08" + varint(message_type) + b"\x12\x03\x01\x00\x05\x18\x9f\x01"
+    archive_info = b"\x08\x01\x12" + varint(len(message_info)) + message_info
+    literal = varint(len(archive_info)) + archive_info + bytes(8)
+    snappy = varint(len(literal)) + bytes([(len(literal) - 1) << 2]) + literal
+    return b"\x00" + len(snappy).to_bytes(3, "little") + snappy
+
+
 @pytest.mark.parametrize(
-    ("names", "kind"),
+    ("message_type", "names", "kind"),
     [
-        (["Index/Document.iwa", "Index/Slide-1.iwa", "Index/MasterSlide-2.iwa"], "key"),
-        (["Index/Document.iwa", "Index/CalculationEngine.iwa", "Index/Tables/Tile.iwa"], "numbers"),
-        (["Index/Document.iwa", "Index/DocumentStylesheet.iwa"], "pages"),
+        (10000, ["Index/CalculationEngine.iwa", "Index/Tables/DataList.iwa"], "pages"),  # Pages has these too
+        (1, ["Index/Slide-1.iwa", "Index/MasterSlide-2.iwa", "Index/CalculationEngine.iwa"], "key"),
+        (1, ["Index/CalculationEngine.iwa", "Index/Tables/Tile.iwa"], "numbers"),
     ],
 )
-def test_iwork_2013_packages_are_told_apart_by_their_parts(tmp_path, names, kind):
+def test_iwork_2013_kind_comes_from_the_first_archived_message(tmp_path, message_type, names, kind):
     parts: dict[str, str | bytes] = {name: b"\x00\x01\x02" for name in names}
+    parts["Index/Document.iwa"] = iwa_part(message_type)
     parts["Metadata/DocumentIdentifier"] = "A1B2"
     assert sniff(write_zip(tmp_path / "doc.zip", parts)).kind == kind
+
+
+def test_iwork_document_iwa_of_an_unknown_kind_is_corrupt(tmp_path):
+    parts: dict[str, str | bytes] = {"Index/Document.iwa": iwa_part(7), "Index/Slide-1.iwa": b"x"}
+    assert refused(write_zip(tmp_path / "odd.key", parts)).reason is Reason.CORRUPT
+    parts["Index/Document.iwa"] = random.Random(4).randbytes(300)
+    assert refused(write_zip(tmp_path / "noise.key", parts)).reason is Reason.CORRUPT
+
+
+def test_zipped_keynote_bundle_is_identified_through_its_inner_index_and_bomb_checked(tmp_path):
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("Index/Document.iwa", iwa_part(1))
+        archive.writestr("Index/Slide-3.iwa", b"x")
+    outer = {"Presentation.key/Index.zip": inner.getvalue(), "Presentation.key/Metadata/DocumentIdentifier": "A"}
+    assert sniff(write_zip(tmp_path / "talk.key", outer)).kind == "key"
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("Index/Document.iwa", iwa_part(1))
+        archive.writestr("Data/zeros.bin", bytes(64 * 2**20))
+    outer["Presentation.key/Index.zip"] = bomb.getvalue()
+    assert refused(write_zip(tmp_path / "bomb.key", outer)).reason is Reason.ZIP_BOMB
+
+
+def test_password_protected_iwork_09_is_encrypted(tmp_path):
+    path = write_zip(tmp_path / "secret.pages", {"index.xml": "<x/>" * 100, "buildVersionHistory.plist": "p"})
+    data = bytearray(path.read_bytes())
+    for signature, method_at in ((b"PK\x01\x02", 10), (b"PK\x03\x04", 8)):
+        at = data.find(signature)
+        while at >= 0:
+            struct.pack_into("<H", data, at + method_at, 25452)  # Apple's encrypting method
+            at = data.find(signature, at + 4)
+    path.write_bytes(bytes(data))
+    error = refused(path)
+    assert error.reason is Reason.ENCRYPTED and "password" in error.message
 
 
 def test_iwork_09_gzipped_index_is_read_and_vetted(tmp_path):

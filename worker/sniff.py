@@ -7,13 +7,13 @@ even for a hostile 1 GB file, and nothing here runs LibreOffice or touches the n
 from __future__ import annotations
 
 import codecs
-import gzip
 import io
 import itertools
 import posixpath
 import re
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -167,7 +167,7 @@ def _sniff_head(head: bytes, size: int, name_hint: str) -> Sniffed:
     if binary is not None:
         return binary
     if b"%PDF-" in head[:1024]:
-        raise unsupported("already a PDF", "it needs no conversion: use it as it is")
+        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is already a PDF; it needs no conversion: use it as it is")
     text = _decode_text(head, complete=size <= len(head))
     if text is not None and text.lstrip().startswith("<"):
         sniffed = _sniff_flat_xml(text, complete=size <= len(head))
@@ -454,16 +454,10 @@ def _sniff_iwork(archive: zipfile.ZipFile, names: set[str], limits: tuple[int, i
         # iWork '09 writes a password-protected document's index with its own (encrypting) method.
         raise WorkerError(Reason.ENCRYPTED, "the file is a password-protected Apple iWork document; " + _NO_PASSWORD)
     _refuse_hostile_parts(archive, archive.infolist())
-    head = _read_part(archive, archive.getinfo(index), _XML_PROLOG_BYTES)
     if index.endswith(".gz"):
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(_read_part(archive, archive.getinfo(index), 2**20))) as unzipped:
-                head = unzipped.read(_XML_PROLOG_BYTES)
-        except (OSError, EOFError) as exc:
-            raise WorkerError(
-                Reason.CORRUPT,
-                f"the file is damaged and cannot be read (part {index}); " + _ADVICE_RESAVE,
-            ) from exc
+        head = _gunzip_head(archive, archive.getinfo(index), limits[0] if limits else _MAX_IWORK_INDEX_BYTES)
+    else:
+        head = _read_part(archive, archive.getinfo(index), _XML_PROLOG_BYTES)
     text = _decode_xml_head(head)
     root = _xml_root(text, complete=len(head) < _XML_PROLOG_BYTES, what=f"the part {index}")
     if root is not None:
@@ -475,6 +469,38 @@ def _sniff_iwork(archive: zipfile.ZipFile, names: set[str], limits: tuple[int, i
         f"the file looks like an Apple iWork document but its {index} is not one;"
         " export it again from Pages, Numbers or Keynote (as .docx, .xlsx or .pptx) and upload again",
     )
+
+
+def _gunzip_head(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_uncompressed_bytes: int) -> bytes:
+    """The head of a gzipped part, after streaming through all of it: the zip's own checks only saw the gzip
+    stream, and the office would inflate it whole, so a gzip bomb inside is refused here like a zip bomb."""
+    inflate = zlib.decompressobj(wbits=31)
+    head = b""
+    total = 0
+    limit = min(max_uncompressed_bytes, max(_BOMB_RATIO * info.compress_size, _BOMB_RATIO_MIN_BYTES))
+    try:
+        with archive.open(info) as part:
+            while chunk := part.read(2**20):
+                while chunk:
+                    data = inflate.decompress(chunk, 2**20)
+                    chunk = inflate.unconsumed_tail
+                    total += len(data)
+                    if len(head) < _XML_PROLOG_BYTES:
+                        head += data[: _XML_PROLOG_BYTES - len(head)]
+                    if total > limit:
+                        raise WorkerError(
+                            Reason.ZIP_BOMB,
+                            f"the file's {info.filename} expands at an impossible ratio (a gzip bomb); " + _ADVICE_BOMB,
+                        )
+                if inflate.eof:
+                    break
+    except WorkerError:
+        raise
+    except Exception as exc:  # zlib.error, BadZipFile (CRC), EOFError...
+        raise WorkerError(
+            Reason.CORRUPT, f"the file is damaged and cannot be read (part {info.filename}); " + _ADVICE_RESAVE
+        ) from exc
+    return head
 
 
 # A bundle zipped as a whole (Keynote 2018 and later "Presentation.key/Index.zip"): the package is the inner zip.

@@ -857,6 +857,14 @@ def test_iwork_09_gzipped_index_is_read_and_vetted(tmp_path):
     assert refused(path).reason is Reason.HOSTILE
 
 
+def test_gzip_bomb_inside_an_iwork_09_package_is_a_zip_bomb(tmp_path):
+    import gzip
+
+    xml = b'<?xml version="1.0"?>\n<sl:document xmlns:sl="http://developer.apple.com/namespaces/sl">'
+    path = write_zip(tmp_path / "bomb.pages", {"index.xml.gz": gzip.compress(xml + b" " * 64 * 2**20)})
+    assert refused(path).reason is Reason.ZIP_BOMB
+
+
 def test_ole_of_an_unknown_kind_is_unsupported_not_corrupt(tmp_path):
     path = tmp_path / "thing.bin"
     data = (FORMATS_CORPUS / "tika" / "testVISIO.vsd").read_bytes()

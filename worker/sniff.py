@@ -738,7 +738,7 @@ def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
     content_type = overrides.get(main_part.lower()) or defaults.get(posixpath.splitext(main_part)[1][1:].lower(), "")
     kind = _OOXML_MAIN_TYPES.get(content_type)
     if kind is None:
-        raise unsupported("an Office Open XML file of a kind we do not convert (an add-in, a theme, ...)")
+        raise unsupported("an Office Open XML package that is not a document (an add-in, a theme, ...)")
     return _sniffed(kind)
 
 
@@ -760,7 +760,7 @@ def _sniff_odf(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: se
                 break
     kind = _ODF_MIMETYPES.get(mimetype)
     if kind is None:
-        raise unsupported(f"a packaged file of a kind we do not convert ({mimetype or 'no media type'})")
+        raise unsupported(f"a zip package of another kind ({mimetype or 'without a media type'})")
     if "content.xml" not in names:
         raise WorkerError(
             Reason.CORRUPT,

@@ -22,6 +22,8 @@ DEFAULT_SUFFIXES = (
     ".pptx", ".pptm", ".ppsx", ".ppsm", ".potx", ".potm", ".ppt", ".pps", ".pot", ".odp", ".otp", ".fodp",
     ".sdd", ".sxi", ".key",
     ".odg", ".otg", ".fodg", ".sda", ".sxd", ".vsd", ".vsdx", ".vsdm", ".pub",
+    # Not converted, but common enough that its owner should get the failure record saying what to do instead.
+    ".hwp",
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

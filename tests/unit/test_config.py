@@ -79,3 +79,4 @@ def test_default_suffixes_cover_every_format_we_convert() -> None:
     assert {".xlsb", ".wps", ".wpd", ".wri", ".wk1", ".123", ".vsd", ".pub", ".pages", ".key", ".dif"} <= set(
         DEFAULT_SUFFIXES
     )
+    assert ".hwp" in DEFAULT_SUFFIXES  # refused by name with advice, rather than ignored without a word

@@ -331,15 +331,24 @@ def _apply(base: PdfOptions, raw: Mapping[str, tuple[str, str]]) -> PdfOptions:
 
 
 def _conflicts(options: PdfOptions) -> dict[str, str]:
-    """Combinations LibreOffice would silently not honour are refused, so a PDF never differs from the request."""
-    problems: dict[str, str] = {}
+    """A combination LibreOffice would silently not honour is refused, so a PDF never differs from the request."""
     if options.pdfa and (options.open_password_secret or options.owner_password_secret):
-        problems["pdfa"] = "PDF/A forbids encryption; accepted: no open or owner password secret with pdfa"
-    if options.restricts_permissions and not options.owner_password_secret:
+        return {"pdfa": "PDF/A forbids encryption; accepted: no open or owner password secret with pdfa"}
+    return {}
+
+
+def check_passwords(options: PdfOptions, passwords: Passwords) -> None:
+    """The checks that need the passwords themselves (from secrets, or literal from Gotenberg's form fields)."""
+    problems: dict[str, str] = {}
+    if options.pdfa and (passwords.open_password or passwords.owner_password):
+        problems[PREFIX + "pdfa"] = "PDF/A forbids encryption; accepted: no open or owner password with pdfa"
+    if options.restricts_permissions and not passwords.owner_password:
         for key, field in (("print", "printing"), ("changes", "changes"), ("copy", "copying")):
             if getattr(options, field) != getattr(DEFAULT, field):
-                problems[key] = "permissions need an owner password; accepted: the default, or owner-password-secret"
-    return problems
+                problems[PREFIX + key] = "permissions need an owner password; accepted: the default, or an owner " \
+                                         "password (owner-password-secret)"
+    if problems:
+        raise BadOptions(problems)
 
 
 def _shown(value: str) -> str:
@@ -533,7 +542,9 @@ def resolve_passwords(options: PdfOptions, source: SecretSource | None) -> Passw
             problems[PREFIX + keys[slot]] = "; ".join(exc.problems.values())
     if problems:
         raise BadOptions(problems)
-    return Passwords(**values)
+    passwords = Passwords(**values)
+    check_passwords(options, passwords)
+    return passwords
 
 
 def _canonical(value: object) -> str:

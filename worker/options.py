@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -474,15 +475,20 @@ class SecretSource(Protocol):
 
 
 class MountedSecrets:
-    """Secrets mounted as files under one directory (Cloud Run secret volumes: `--set-secrets=/secrets/NAME=...`).
+    """Secrets mounted as files under one directory (Cloud Run secret volumes, docs/options.md).
 
-    Names are validated (no dot, no slash) so an uploader can never reach a file outside the directory. A file is
-    re-read only when its (inode, size, mtime) changes, so a secret is read once per version, not per document.
+    `<directory>/<name>` is the secret's file, or a directory holding it as `value` (Cloud Run wants one mount
+    directory per secret: `--set-secrets=/secrets/<name>/value=<secret>:latest`). Names are validated (no dot, no
+    slash), so an uploader can never reach a file outside the directory. A value is re-read only when the file's
+    (inode, size, mtime) changes or `max_age_s` has passed (a volume may swap versions without a visible stat
+    change), so a secret is read about once per version, not per document.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, max_age_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.directory = directory
-        self._cache: dict[str, tuple[tuple[int, int, int], str]] = {}
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._cache: dict[str, tuple[tuple[int, int, int], float, str]] = {}
 
     def read(self, name: str) -> str:
         label = "secret"
@@ -492,13 +498,15 @@ class MountedSecrets:
             raise BadOptions({label: f"{_shown(name)} is not accepted; accepted: {_SECRET}"}) from exc
         path = self.directory / name
         try:
+            if path.is_dir():
+                path = path / "value"
             st = path.stat()
         except FileNotFoundError as exc:
             raise BadOptions({label: f"{_shown(name)} is not a secret this service has; accepted: {_SECRET}"}) from exc
-        version = (st.st_ino, st.st_size, st.st_mtime_ns)
+        version, now = (st.st_ino, st.st_size, st.st_mtime_ns), self._clock()
         cached = self._cache.get(name)
-        if cached is not None and cached[0] == version:
-            return cached[1]
+        if cached is not None and cached[0] == version and now - cached[1] < self.max_age_s:
+            return cached[2]
         if st.st_size > MAX_SECRET_BYTES:
             raise BadOptions({label: f"{_shown(name)} is larger than {MAX_SECRET_BYTES} bytes"})
         with path.open("rb") as fh:
@@ -506,7 +514,7 @@ class MountedSecrets:
         value = value.removesuffix("\n").removesuffix("\r")  # one trailing newline, as `echo` or an editor adds
         if not value:
             raise BadOptions({label: f"{_shown(name)} is empty"})
-        self._cache[name] = (version, value)
+        self._cache[name] = (version, now, value)
         return value
 
 

@@ -280,19 +280,41 @@ def test_missing_empty_and_oversized_secrets_are_bad_options(tmp_path: Path) -> 
         assert "never readable" not in str(err.value)
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_secret_is_read_once_per_version(tmp_path: Path) -> None:
     path = tmp_path / "pw"
     path.write_text("first")
-    secrets = MountedSecrets(tmp_path)
+    clock = FakeClock()
+    secrets = MountedSecrets(tmp_path, max_age_s=60, clock=clock)
     assert secrets.read("pw") == "first"
     stamp = path.stat().st_mtime_ns
     path.write_text("FIRST")  # same inode and size; put the old mtime back: the same version to a reader
     os.utime(path, ns=(stamp, stamp))
+    clock.now += 59
     assert secrets.read("pw") == "first"  # served from the cache, the file was not read again
+    clock.now += 2
+    assert secrets.read("pw") == "FIRST"  # older than max_age_s: read again, whatever stat says
     replacement = tmp_path / "pw.new"
     replacement.write_text("second")
-    replacement.replace(path)  # how a mounted secret volume swaps in a new version: a new file
+    replacement.replace(path)  # a new file, as a new secret version appears: read at once
     assert secrets.read("pw") == "second"
+
+
+def test_a_secret_mounted_as_its_own_directory(tmp_path: Path) -> None:
+    (tmp_path / "pdf-owner").mkdir()
+    (tmp_path / "pdf-owner" / "value").write_text("owner-pw\n")
+    (tmp_path / "no-value").mkdir()
+    secrets = MountedSecrets(tmp_path)
+    assert secrets.read("pdf-owner") == "owner-pw"
+    with pytest.raises(BadOptions):
+        secrets.read("no-value")
 
 
 def test_resolve_passwords_names_each_unavailable_secret(tmp_path: Path) -> None:

@@ -20,8 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.integration.test_pdf_options import filter_json  # noqa: E402
-from worker.options import PdfOptions, from_metadata  # noqa: E402
+from worker.options import PdfOptions, filter_json, from_metadata  # noqa: E402
 
 SOFFICE = "/usr/lib/libreoffice/program/soffice"
 SAMPLE = REPO / "tests" / "data" / "sample.docx"

@@ -82,6 +82,19 @@ class PdfOptions:
         return self.printing != "full" or self.changes != "any" or not self.copying
 
     @property
+    def profile(self) -> str:
+        """A bounded metric label: default, pdfa-1b/2b/3b, pdfua, encrypted, or custom (anything else)."""
+        if self == DEFAULT:
+            return "default"
+        if self.open_password_secret or self.owner_password_secret:
+            return "encrypted"
+        if self.pdfa:
+            return "pdfa-" + self.pdfa
+        if self.pdfua:
+            return "pdfua"
+        return "custom"
+
+    @property
     def page_set(self) -> frozenset[int] | None:
         """The page numbers `pages` selects (bounded by validation), or None for every page."""
         return None if self.pages is None else frozenset(_page_numbers(self.pages))
@@ -160,6 +173,20 @@ class Passwords:
     def __repr__(self) -> str:
         shown = {f.name: "***" if getattr(self, f.name) else None for f in fields(self)}
         return f"Passwords({shown})"
+
+
+def filter_json(filter_data: Mapping[str, bool | int | str]) -> str:
+    """FilterData in the JSON syntax LibreOffice 7.4's `soffice --convert-to 'pdf:<filter>:<json>'` reads
+    ({"Name": {"type": "boolean"|"long"|"string", "value": "..."}}): for stock-soffice tests and benches.
+    """
+    def typed(value: bool | int | str) -> dict[str, str]:
+        if isinstance(value, bool):
+            return {"type": "boolean", "value": "true" if value else "false"}
+        if isinstance(value, int):
+            return {"type": "long", "value": str(value)}
+        return {"type": "string", "value": value}
+
+    return json.dumps({name: typed(value) for name, value in filter_data.items()}, separators=(",", ":"))
 
 
 def to_load_properties(passwords: Passwords) -> dict[str, str]:
@@ -369,6 +396,22 @@ def from_metadata(metadata: Mapping[str, str] | None, defaults: PdfOptions | Non
     return _apply(base, raw) if raw else base
 
 
+def metadata_from_pairs(pairs: list[str]) -> dict[str, str]:
+    """`worker convert --option pdfa=2b --option pages=1-3,5` -> the same metadata keys, so one parser serves both."""
+    out: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            problems[pair] = "not KEY=VALUE; accepted keys: " + ", ".join(o.key for o in CATALOGUE)
+            continue
+        key = key.strip().lower().removeprefix(PREFIX)
+        out[PREFIX + key] = value
+    if problems:
+        raise BadOptions(problems)
+    return out
+
+
 def from_env(env: Mapping[str, str] | None = None) -> PdfOptions:
     """Service-wide defaults from PDF_* variables (PDF_PDFA=2b, PDF_MAX_DPI=150, ...), validated once at start.
 
@@ -510,7 +553,11 @@ class MountedSecrets:
         if st.st_size > MAX_SECRET_BYTES:
             raise BadOptions({label: f"{_shown(name)} is larger than {MAX_SECRET_BYTES} bytes"})
         with path.open("rb") as fh:
-            value = fh.read(MAX_SECRET_BYTES + 1).decode("utf-8")
+            raw = fh.read(MAX_SECRET_BYTES + 1)
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadOptions({label: f"{_shown(name)} is not UTF-8 text"}) from exc
         value = value.removesuffix("\n").removesuffix("\r")  # one trailing newline, as `echo` or an editor adds
         if not value:
             raise BadOptions({label: f"{_shown(name)} is empty"})

@@ -103,6 +103,8 @@ def check_pdf(
             failures += _check_pdfa(pdf, options.pdfa)
         if options.pdfua:
             failures += _check_pdfua(pdf)
+        if options.pdfa or options.pdfua:  # both standards require every font program embedded
+            failures += [CheckFailure(Failure.FONT_NOT_EMBEDDED, name) for name in sorted(_unembedded_fonts(pdf))]
         failures += _check_page_count(pdf, options, expected_pages)
         if not options.bookmarks and "/Outlines" in pdf.Root and "/First" in pdf.Root.Outlines:
             failures.append(CheckFailure(Failure.BOOKMARKS_PRESENT, "the PDF has an outline"))
@@ -176,7 +178,6 @@ def _check_pdfa(pdf: pikepdf.Pdf, level: str) -> list[CheckFailure]:
         failures.append(CheckFailure(Failure.PDFA_OUTPUT_INTENT_MISSING, "no GTS_PDFA1 output intent"))
     if pdf.is_encrypted:
         failures.append(CheckFailure(Failure.PDFA_ENCRYPTED, "PDF/A must not be encrypted"))
-    failures += [CheckFailure(Failure.FONT_NOT_EMBEDDED, name) for name in sorted(_unembedded_fonts(pdf))]
     return failures
 
 

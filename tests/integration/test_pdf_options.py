@@ -8,7 +8,6 @@ hardened profile: the simplest real path that does not need the launcher. One so
 from __future__ import annotations
 
 import base64
-import json
 import random
 import shutil
 import struct
@@ -22,7 +21,7 @@ import pytest
 from pypdf import PdfReader
 
 from tests.integration.conftest_office import CORPUS, DATA, REPO
-from worker.options import Passwords, PdfOptions, from_metadata
+from worker.options import Passwords, PdfOptions, filter_json, from_metadata
 from worker.pdf_checks import Failure, check_pdf
 
 pytestmark = pytest.mark.office
@@ -80,18 +79,6 @@ def tall_fods(path: Path, sheets: int = 2, rows: int = 300) -> None:
         'office:mimetype="application/vnd.oasis.opendocument.spreadsheet"><office:body><office:spreadsheet>'
         f"{tables}</office:spreadsheet></office:body></office:document>\n"
     )
-
-
-def filter_json(filter_data: dict[str, bool | int | str]) -> str:
-    """FilterData as LibreOffice's JSON property syntax: {"Name": {"type": ..., "value": ...}}."""
-    def typed(value: bool | int | str) -> dict[str, str]:
-        if isinstance(value, bool):
-            return {"type": "boolean", "value": "true" if value else "false"}
-        if isinstance(value, int):
-            return {"type": "long", "value": str(value)}
-        return {"type": "string", "value": value}
-
-    return json.dumps({name: typed(value) for name, value in filter_data.items()}, separators=(",", ":"))
 
 
 class Exporter:
@@ -310,8 +297,8 @@ def test_open_and_owner_passwords(exporter: Exporter, sources: dict[str, Path], 
     assert reasons(pdf, other, passwords) == {Failure.PERMISSIONS_MISMATCH}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("changes", ["none", "assemble", "comments", "any"])
+@pytest.mark.parametrize("changes", ["none", *(pytest.param(c, marks=pytest.mark.slow)
+                                                for c in ("assemble", "comments", "any"))])
 def test_owner_only_permission_levels(exporter: Exporter, sources: dict[str, Path], changes: str) -> None:
     """An owner password alone: the PDF opens without a password and carries exactly the asked permissions."""
     options = opts(owner_password_secret="doc-owner", changes=changes, print="none")
@@ -322,6 +309,14 @@ def test_owner_only_permission_levels(exporter: Exporter, sources: dict[str, Pat
     assert check_pdf(pdf, options, passwords) == []
     other = "forms" if changes != "forms" else "none"
     assert Failure.PERMISSIONS_MISMATCH in reasons(pdf, opts(owner_password_secret="x", changes=other), passwords)
+    asked_open = opts(open_password_secret="o", owner_password_secret="x", changes=changes, print="none")
+    assert Failure.OPENS_WITHOUT_PASSWORD in reasons(pdf, asked_open, Passwords("open", "owner-14"))
+
+
+def test_a_file_that_is_no_pdf_is_unreadable(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pdf"
+    junk.write_bytes(b"this is not a PDF at all\n" * 10)
+    assert reasons(junk, opts(pdfa="2b")) == {Failure.UNREADABLE}
 
 
 @pytest.fixture(scope="module", autouse=True)

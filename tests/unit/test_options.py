@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -21,9 +22,11 @@ from worker.options import (
     Passwords,
     PdfOptions,
     check_passwords,
+    filter_json,
     from_env,
     from_metadata,
     gotenberg_to_metadata,
+    metadata_from_pairs,
     resolve_passwords,
     secrets_from_env,
     to_load_properties,
@@ -148,6 +151,26 @@ def test_environment_problems_are_reported_together_as_bad_config() -> None:
     assert from_env({}) == DEFAULT
 
 
+def test_command_line_pairs_use_the_same_parser() -> None:
+    assert from_metadata(metadata_from_pairs(["pdfa=2b", "docworker-pages=1-3,5", "watermark=a=b"])) == PdfOptions(
+        pdfa="2b", pages="1-3,5", watermark="a=b")
+    with pytest.raises(BadOptions) as err:
+        metadata_from_pairs(["pdfa", "=x"])
+    assert set(err.value.problems) == {"pdfa", "=x"}
+    with pytest.raises(BadOptions):
+        from_metadata(metadata_from_pairs(["colour=red"]))
+
+
+@pytest.mark.parametrize(("metadata", "profile"), [
+    ({}, "default"), (meta(pdfa="2b"), "pdfa-2b"), (meta(pdfa="1b", pdfua="true"), "pdfa-1b"),
+    (meta(pdfua="true"), "pdfua"), (meta(open_password_secret="o"), "encrypted"),
+    (meta(owner_password_secret="o", print="none"), "encrypted"), (meta(watermark="W"), "custom"),
+    (meta(quality="90"), "default"),
+])
+def test_profile_is_a_bounded_metric_label(metadata: dict[str, str], profile: str) -> None:
+    assert from_metadata(metadata).profile == profile
+
+
 # --- digest and record -------------------------------------------------------------------------------------
 
 
@@ -215,6 +238,13 @@ def test_password_filter_data_only_from_resolved_passwords() -> None:
     assert "EncryptFile" not in owner_only and owner_only["RestrictPermissions"] is True
 
 
+def test_filter_json_is_libreoffice_command_line_syntax() -> None:
+    doc = json.loads(filter_json({"SelectPdfVersion": 2, "ExportNotes": False, "PageRange": "1-3,5"}))
+    assert doc == {"SelectPdfVersion": {"type": "long", "value": "2"},
+                   "ExportNotes": {"type": "boolean", "value": "false"},
+                   "PageRange": {"type": "string", "value": "1-3,5"}}
+
+
 def test_passwords_never_show_in_repr_and_load_password() -> None:
     passwords = Passwords(open_password="s3cret", input_password="in-pw")
     assert "s3cret" not in repr(passwords) and "in-pw" not in repr(passwords)
@@ -272,8 +302,9 @@ def test_secret_names_cannot_leave_the_directory(tmp_path: Path, name: str) -> N
 def test_missing_empty_and_oversized_secrets_are_bad_options(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
     (tmp_path / "huge").write_bytes(b"x" * (MAX_SECRET_BYTES + 1))
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00pw")
     secrets = MountedSecrets(tmp_path)
-    for name, why in (("absent", "not a secret"), ("empty", "empty"), ("huge", "larger")):
+    for name, why in (("absent", "not a secret"), ("empty", "empty"), ("huge", "larger"), ("binary", "UTF-8")):
         with pytest.raises(BadOptions) as err:
             secrets.read(name)
         assert why in str(err.value)

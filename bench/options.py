@@ -26,7 +26,7 @@ SOFFICE = "/usr/lib/libreoffice/program/soffice"
 SAMPLE = REPO / "tests" / "data" / "sample.docx"
 # What an upload without options typically carries: nothing, or someone else's metadata.
 FOREIGN = {"goog-reserved-file-mtime": "1733140000", "uploaded-by": "batch-7", "Content-Language": "en"}
-BATCH = 10
+BATCH = 30
 WITH_OPTIONS = {"docworker-pdfa": "2b", "docworker-pages": "1-3,5", "docworker-watermark": "DRAFT",
                 "docworker-quality": "80", "docworker-max-dpi": "150"}
 

@@ -3,7 +3,7 @@
 This is a STRUCTURAL check, not a full PDF/A or PDF/UA validator (veraPDF is one): it proves the markers and
 the properties each option promises are present (XMP pdfaid part and conformance, an output intent, embedded
 fonts, no encryption; a structure tree and the pdfuaid mark; the page count; the passwords and permission
-bits; the watermark text; image resolution and compression), read with pikepdf (qpdf) and pypdf's text
+bits; the watermark text; image resolution, compression and JPEG quality), read with pikepdf (qpdf) and pypdf's text
 extraction, never by hand. It returns named failures from a closed set, so a later session turns a failing
 PDF into a permanent failure record naming what failed instead of storing a silently non-compliant file.
 Only what was asked is checked: a push without options costs nothing here.
@@ -11,6 +11,7 @@ Only what was asked is checked: a push without options costs nothing here.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from enum import StrEnum
 from pathlib import Path
 
 import pikepdf
+from PIL import Image
 from pypdf import PdfReader
 
-from worker.options import Passwords, PdfOptions
+from worker.options import DEFAULT, Passwords, PdfOptions
 
 PDFAID = "{http://www.aiim.org/pdfa/ns/id/}"
 PDFUAID = "{http://www.aiim.org/pdfua/ns/id/}"
@@ -53,6 +55,7 @@ class Failure(StrEnum):
     FORM_FIELDS_PRESENT = "form_fields_present"
     LOSSY_IMAGE = "lossy_image"
     IMAGE_RESOLUTION_EXCEEDED = "image_resolution_exceeded"
+    IMAGE_QUALITY_MISMATCH = "image_quality_mismatch"
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,11 @@ CHANGES_GRANT = {
 }
 PRINT_GRANT = {"none": frozenset[str](), "lowres": frozenset({"print_lowres"}),
                "full": frozenset({"print_lowres", "print_highres"})}
+# The JPEG standard's luminance quantization table (ITU T.81 Annex K); libjpeg, which LibreOffice uses, scales it
+# by quality. The sum of the scaled table identifies the quality without caring about the table's scan order.
+JPEG_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                  14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                  49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
 _PERMISSION_FIELDS = ("print_lowres", "print_highres", "modify_assembly", "modify_form", "modify_annotation",
                       "modify_other", "extract")
 
@@ -110,7 +118,7 @@ def check_pdf(
             failures.append(CheckFailure(Failure.BOOKMARKS_PRESENT, "the PDF has an outline"))
         if not options.form_fields and "/AcroForm" in pdf.Root and len(pdf.Root.AcroForm.get("/Fields", [])):
             failures.append(CheckFailure(Failure.FORM_FIELDS_PRESENT, "the PDF has AcroForm fields"))
-        if options.lossless or options.max_dpi:
+        if options.lossless or options.max_dpi or options.quality != DEFAULT.quality:
             failures += _check_images(pdf, options)
     if options.watermark:
         failures += _check_watermark(path, options.watermark, key)
@@ -241,12 +249,38 @@ def _check_images(pdf: pikepdf.Pdf, options: PdfOptions) -> list[CheckFailure]:
             names = [filters] if isinstance(filters, pikepdf.Name) else list(filters or [])
             if options.lossless and pikepdf.Name.DCTDecode in names:
                 failures.append(CheckFailure(Failure.LOSSY_IMAGE, f"page {number}: a JPEG image"))
+            if options.quality != DEFAULT.quality and names == [pikepdf.Name.DCTDecode]:
+                found = _jpeg_quality(image.read_raw_bytes())
+                if found is not None and found != options.quality:
+                    failures.append(CheckFailure(Failure.IMAGE_QUALITY_MISMATCH,
+                                                 f"page {number}: JPEG quality {found}, asked {options.quality}"))
             if options.max_dpi and width_pt > 0 and height_pt > 0:
                 dpi = max(int(image.Width) * 72 / width_pt, int(image.Height) * 72 / height_pt)
                 if dpi > options.max_dpi * DPI_TOLERANCE:
                     failures.append(CheckFailure(Failure.IMAGE_RESOLUTION_EXCEEDED,
                                                  f"page {number}: {dpi:.0f} dpi, asked at most {options.max_dpi}"))
     return failures
+
+
+def jpeg_table_sum(quality: int) -> int:
+    """Sum of libjpeg's luminance table at `quality` (jpeg_quality_scaling; entries kept 1-32767, not baseline)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return sum(min(max((v * scale + 50) // 100, 1), 32767) for v in JPEG_LUMINANCE)
+
+
+_QUALITY_BY_SUM = {jpeg_table_sum(q): q for q in range(1, 101)}  # 100 distinct sums (tested)
+
+
+def _jpeg_quality(data: bytes) -> int | None:
+    """The libjpeg quality a JPEG was written with, or None if its table is not a scaled standard table."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            tables = getattr(im, "quantization", None)
+    except (OSError, ValueError):
+        return None
+    if not tables or 0 not in tables:
+        return None
+    return _QUALITY_BY_SUM.get(sum(tables[0]))
 
 
 def _placed_images(

@@ -371,3 +371,4 @@ def test_secrets_dir_setting(tmp_path: Path) -> None:
     with pytest.raises(WorkerError) as err:
         secrets_from_env({"SECRETS_DIR": str(tmp_path / "absent")})
     assert err.value.reason == Reason.BAD_CONFIG
+

@@ -1,0 +1,114 @@
+"""Per-document options: parse cost per push, and PDF/A-2b vs stock export with soffice, side by side in one run.
+
+Run from the repo root: `.venv/bin/python bench/options.py [--rounds N]`; prints a Markdown table for
+docs/options.md. The soffice variants are interleaved round by round on one private copy of the hardened profile,
+so drift hits all of them equally; every figure is a median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from worker.options import PdfOptions, filter_json, from_metadata  # noqa: E402
+
+SOFFICE = "/usr/lib/libreoffice/program/soffice"
+SAMPLE = REPO / "tests" / "data" / "sample.docx"
+# What an upload without options typically carries: nothing, or someone else's metadata.
+FOREIGN = {"goog-reserved-file-mtime": "1733140000", "uploaded-by": "batch-7", "Content-Language": "en"}
+BATCH = 30
+WITH_OPTIONS = {"docworker-pdfa": "2b", "docworker-pages": "1-3,5", "docworker-watermark": "DRAFT",
+                "docworker-quality": "80", "docworker-max-dpi": "150"}
+
+
+def per_call_us(fn: object, number: int = 20_000) -> float:
+    """Median over 5 repeats of the mean time per call, in microseconds."""
+    runs = timeit.repeat(fn, number=number, repeat=5)  # type: ignore[arg-type]
+    return statistics.median(runs) / number * 1e6
+
+
+def parse_costs() -> list[tuple[str, float]]:
+    return [
+        ("no metadata: from_metadata(None)", per_call_us(lambda: from_metadata(None))),
+        ("3 foreign keys, no options", per_call_us(lambda: from_metadata(FOREIGN))),
+        ("no options: parse + digest", per_call_us(lambda: from_metadata(None).digest())),
+        ("no options: parse + digest + FilterData", per_call_us(
+            lambda: from_metadata(None).to_filter_data() and from_metadata(None).digest())),
+        ("5 options: parse + digest + FilterData", per_call_us(
+            lambda: (o := from_metadata(WITH_OPTIONS)).digest() and o.to_filter_data(), number=5_000)),
+    ]
+
+
+def soffice_export(profile: Path, out: Path, target: str, sources: list[Path]) -> float:
+    """One cold soffice converting `sources`; a run that misses a PDF is a failed benchmark, not a fast one."""
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [SOFFICE, "--headless", "--norestore", f"-env:UserInstallation={profile.as_uri()}",
+           "--convert-to", target, "--outdir", str(out), *map(str, sources)]
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    elapsed = time.monotonic() - t0
+    if len(list(out.glob("*.pdf"))) != len(sources):
+        raise SystemExit(f"soffice missed PDFs for {target[:60]}")
+    return elapsed
+
+
+def export_costs(rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(one document per process, BATCH documents per process) seconds for each variant, interleaved."""
+    variants = {
+        "stock `--convert-to pdf`": "pdf",
+        "complete default FilterData": "pdf:writer_pdf_Export:" + filter_json(PdfOptions().to_filter_data()),
+        "PDF/A-2b FilterData": "pdf:writer_pdf_Export:" + filter_json(from_metadata(
+            {"docworker-pdfa": "2b"}).to_filter_data()),
+    }
+    single: dict[str, list[float]] = {name: [] for name in variants}
+    batch: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory(prefix="bench-options-") as tmp:
+        profile = Path(tmp) / "profile"
+        shutil.copytree(REPO / "uno" / "profile", profile)
+        copies = []
+        for i in range(BATCH):
+            copies.append(Path(tmp) / f"doc{i}.docx")
+            shutil.copy(SAMPLE, copies[-1])
+        soffice_export(profile, Path(tmp) / "warmup", "pdf", [SAMPLE])  # the first start initialises the profile
+        for _ in range(rounds):
+            for name, target in variants.items():
+                single[name].append(soffice_export(profile, Path(tmp) / "out", target, [SAMPLE]))
+                batch[name].append(soffice_export(profile, Path(tmp) / "out", target, copies))
+    return single, batch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    print("| Per push (no office) | median per call |\n|---|---|")
+    for name, us in parse_costs():
+        print(f"| {name} | {us:.2f} µs |")
+    single, batch = export_costs(args.rounds)
+    stock = "stock `--convert-to pdf`"
+    base_single, base_batch = statistics.median(single[stock]), statistics.median(batch[stock])
+    base_doc = (base_batch - base_single) / (BATCH - 1)
+    print(f"\n| sample.docx, cold soffice ({args.rounds} interleaved rounds) | 1 doc/process | vs stock "
+          f"| {BATCH} docs/process | per extra doc | vs stock |")
+    print("|---|---|---|---|---|---|")
+    for name in single:
+        one, many = statistics.median(single[name]), statistics.median(batch[name])
+        per_doc = (many - one) / (BATCH - 1)
+        print(f"| {name} | {one:.3f} s | {one / base_single:.2f}x | {many:.3f} s | {per_doc * 1000:.0f} ms "
+              f"| {per_doc / base_doc:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

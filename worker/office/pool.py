@@ -45,7 +45,7 @@ INIT_MARKER = ".docworker-initialised"
 # Layer 3 is on when the profile routes every protocol to a proxy (manual, no exceptions) and blocks untrusted links.
 PROFILE_LAYER_SETTINGS = (
     r'name="ooInetProxyType"[^>]*><value>1<',
-    r'name="ooInetNoProxy"[^>]*><value\s*/?>(?:</value>)?',
+    r'name="ooInetNoProxy"[^>]*>(?:<value\s*/>|<value></value>)',
     r'name="BlockUntrustedRefererLinks"[^>]*><value>true<',
 )
 

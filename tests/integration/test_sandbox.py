@@ -35,7 +35,7 @@ from worker.errors import Reason, WorkerError
 from worker.metrics import Metrics
 from worker.office import OfficePool
 from worker.office.instance import OfficeInstance
-from worker.office.sandbox import OFFICE_UID
+from worker.office.sandbox import OFFICE_UID, Sandbox, SandboxMode
 
 pytestmark = pytest.mark.office
 
@@ -377,3 +377,31 @@ def test_an_unprivileged_worker_gets_network_and_filesystem_layers_through_a_use
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"layers": {"network": True, "filesystem": True, "user": False, "profile": True},
                       "uid": OFFICE_UID, "netns": True, "pdf": "%PDF-"}
+
+
+def test_bwrap_started_as_the_office_user_in_a_user_namespace(tmp_path: Path, template: Path, open_dir: Path) -> None:
+    """The second choice of a root worker (its root lacks CAP_SYS_ADMIN, as under Docker's default capabilities):
+    bwrap itself runs as uid 65534 with --unshare-user, so the office is that uid outside the sandbox too."""
+    if os.geteuid() != 0:
+        pytest.fail("needs a root worker")
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    sandbox = Sandbox(SandboxMode.BWRAP, bwrap, unshare_user=True, office_uid=OFFICE_UID, start_as=OFFICE_UID)
+    settings = office_settings(open_dir / "work", template)
+    settings.work_dir.mkdir()
+    with (tmp_path / "office.log").open("ab") as log:
+        inst = OfficeInstance(settings, "as-office-user", template, log, sandbox)
+        try:
+            inst.start()
+            inst.wait_ready(60)
+            assert inst.office_pid is not None and inst.popen is not None
+            assert uid_of(inst.popen.pid) == OFFICE_UID  # bwrap itself, not only what runs inside
+            assert uid_of(inst.office_pid) == OFFICE_UID
+            assert os.readlink(f"/proc/{inst.office_pid}/ns/net") != os.readlink("/proc/self/ns/net")
+            assert os.readlink(f"/proc/{inst.office_pid}/ns/user") != os.readlink("/proc/self/ns/user")
+            out = tmp_path / "out.pdf"
+            inst.convert(DATA / "sample.docx", out, "MS Word 2007 XML", timeout=60)
+            assert "docworker sample docx" in pdf_text(out)[1]
+        finally:
+            inst.stop()
+    assert not inst.dir.exists()

@@ -151,7 +151,7 @@ class OfficeInstance:
         cmd = launcher_command(self.settings, self.sandbox, self.dir, self.uno_port)
         self.popen = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=self.sandbox.env(self.dir),
-            cwd=self.dir, start_new_session=True, pass_fds=(lifeline_fd(),),
+            cwd=self.dir, start_new_session=True, pass_fds=(lifeline_fd(),), **self.sandbox.popen_user(),
         )
 
     def wait_ready(self, timeout: float) -> None:
@@ -280,25 +280,29 @@ class OfficeInstance:
             self._transport.close()
 
 
+def launcher_files(settings: OfficeSettings) -> tuple[Path, Path]:
+    """What the launcher reads besides the office install: itself and the unoserver package (bound read-only)."""
+    return (settings.uno_dir / "launcher.py").resolve(), Path(unoserver.__file__).resolve().parent
+
+
 def launcher_command(settings: OfficeSettings, sandbox: Sandbox, instance_dir: Path, uno_port: int,
-                     *extra: str, profile: Path | None = None, drop_user: bool = True) -> list[str]:
+                     *extra: str, profile: Path | None = None) -> list[str]:
     """The one way to start uno/launcher.py, sandboxed (pool instances and the profile initialiser share it).
 
     instance_dir holds `profile/` and `tmp/` (the private TMPDIR catches LibreOffice's lu*.tmp leftovers) and is
     the launcher's working directory, where it binds its RPC socket. Start it with pass_fds=(lifeline_fd(),).
     """
-    launcher = settings.uno_dir / "launcher.py"
-    package = Path(unoserver.__file__).resolve().parent
+    launcher, package = launcher_files(settings)
     profile = profile or instance_dir / "profile"
     inner = [
         settings.uno_python, str(launcher), "--rpc-socket", RPC_SOCKET, "--uno-port", str(uno_port),
         "--profile", str(profile), "--soffice", settings.soffice,
         "--unoserver-path", str(package.parent), "--start-timeout", str(settings.start_timeout_s),
         "--lifeline-fd", str(lifeline_fd()),
-        *(sandbox.run_as() if drop_user else ()), *extra,
+        *sandbox.run_as(), *extra,
     ]
     writable = () if profile.is_relative_to(instance_dir) else (profile,)
-    return sandbox.command(inner, instance_dir, (launcher.resolve(), package), writable)
+    return sandbox.command(inner, instance_dir, (launcher, package), writable)
 
 
 _lifeline: tuple[int, int] | None = None

@@ -28,7 +28,14 @@ from typing import IO, NoReturn
 
 from worker.config import OfficeSettings
 from worker.errors import Reason, WorkerError
-from worker.office.instance import OfficeInstance, OfficeStartError, free_port, launcher_command, lifeline_fd
+from worker.office.instance import (
+    OfficeInstance,
+    OfficeStartError,
+    free_port,
+    launcher_command,
+    launcher_files,
+    lifeline_fd,
+)
 from worker.office.sandbox import LAYERS, Sandbox, SandboxMode, probe
 
 log = logging.getLogger(__name__)
@@ -148,7 +155,8 @@ class OfficePool:
         self._give_up_on_start = give_up_on_failure
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.settings.work_dir / "office.log", "ab")  # noqa: SIM115 (closed in stop)
-        self._sandbox = probe(SandboxMode(self.settings.sandbox), self.settings.uno_python, self.settings.work_dir)
+        self._sandbox = probe(SandboxMode(self.settings.sandbox), self.settings.uno_python, self.settings.work_dir,
+                              launcher_files(self.settings))
         self._template = self._prepare_profile()
         self._report_sandbox(self._sandbox, self._template)
         for slot in self._slots:
@@ -606,11 +614,11 @@ def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | 
     Through the same sandbox as every instance; it keeps the worker's uid (no document is loaded, and the template
     stays the worker's own).
     """
-    sandbox = sandbox or probe(SandboxMode(settings.sandbox), settings.uno_python, settings.work_dir)
+    sandbox = (sandbox or probe(SandboxMode(settings.sandbox), settings.uno_python, settings.work_dir,
+                                launcher_files(settings))).as_worker()
     with tempfile.TemporaryDirectory(prefix="office-init-") as tmp:
         (Path(tmp) / "tmp").mkdir()
-        cmd = launcher_command(settings, sandbox, Path(tmp), free_port(), "--init-only", profile=profile,
-                               drop_user=False)
+        cmd = launcher_command(settings, sandbox, Path(tmp), free_port(), "--init-only", profile=profile)
         try:
             subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, check=True,
                            env=sandbox.env(Path(tmp)), cwd=tmp, pass_fds=(lifeline_fd(),),

@@ -15,9 +15,10 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from worker.errors import Reason, WorkerError
 
@@ -48,12 +49,23 @@ class Sandbox:
     mode: SandboxMode
     bwrap: str | None = None  # None: no namespaces
     unshare_user: bool = False  # bwrap creates a user namespace first (the worker is not root, or root lacks caps)
-    office_uid: int | None = None  # the launcher drops to this uid/gid (the worker runs as root)
+    office_uid: int | None = None  # the uid the office runs as, when not the worker's (the worker runs as root)
+    start_as: int | None = None  # the worker starts bwrap as office_uid (else the launcher drops to it itself)
     why_off: str = ""  # for the start-up log line: why a layer is missing
 
     @property
     def namespaced(self) -> bool:
         return self.bwrap is not None
+
+    def as_worker(self) -> Sandbox:
+        """The same namespaces, the worker's own uid: for the profile initialiser, which loads no document."""
+        return replace(self, office_uid=None, start_as=None)
+
+    def popen_user(self) -> dict[str, Any]:
+        """subprocess.Popen arguments that start the sandbox as the office user (empty: as the worker)."""
+        if self.start_as is None:
+            return {}
+        return {"user": self.start_as, "group": OFFICE_GID, "extra_groups": []}
 
     def layers(self, profile_hardened: bool) -> dict[str, bool]:
         """Which layers are on: the start-up log line and the worker_office_sandbox metric say the same."""
@@ -75,7 +87,7 @@ class Sandbox:
         if self.bwrap is None:
             return list(inner)
         cmd = [self.bwrap, *(("--unshare-user",) if self.unshare_user else ()), *NAMESPACES, "--cap-drop", "ALL"]
-        if self.office_uid is not None:  # the launcher needs these two for its one setuid(), then has no caps
+        if self.run_as():  # the launcher needs these two for its one setuid(), then has no capabilities at all
             cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         cmd += ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
         for top in ("bin", "lib", "lib64", "sbin"):  # merged /usr: the symlinks, else the directories read-only
@@ -102,7 +114,9 @@ class Sandbox:
 
     def run_as(self) -> list[str]:
         """Launcher arguments that make it drop to the office user before it starts anything."""
-        return [] if self.office_uid is None else ["--run-as", f"{self.office_uid}:{OFFICE_GID}"]
+        if self.office_uid is None or self.start_as is not None:
+            return []
+        return ["--run-as", f"{self.office_uid}:{OFFICE_GID}"]
 
     def give(self, path: Path) -> None:
         """Hand a directory tree the office must write (its profile, tmp, jobs area) to the office user."""
@@ -120,12 +134,14 @@ class Sandbox:
         return bool(st.st_mode & stat.S_IROTH) and not st.st_mode & (stat.S_IWOTH | stat.S_IWGRP)
 
 
-def probe(mode: SandboxMode, uno_python: str, work_dir: Path) -> Sandbox:
-    """Decide once, with a trivial sandboxed command per candidate, what this machine allows.
+def probe(mode: SandboxMode, uno_python: str, work_dir: Path, readonly: Sequence[Path] = ()) -> Sandbox:
+    """Decide once, with a trivial sandboxed command per candidate (same binds as the launcher's), what works here.
 
-    As root, first bubblewrap without a user namespace (the office then drops to OFFICE_UID inside: all layers);
-    then with one (as on a container whose root lacks CAP_SYS_ADMIN: no separate user, since a user namespace
-    maps only the worker's own uid). Unprivileged, only the user-namespace path exists.
+    As root, in this order: bubblewrap without a user namespace, the launcher dropping to OFFICE_UID inside (all
+    layers); bubblewrap started as OFFICE_UID with a user namespace (all layers; for a root without
+    CAP_SYS_ADMIN, as Docker's default capabilities leave it; needs WORK_DIR and the launcher reachable by that
+    uid); bubblewrap as root with a user namespace (no separate user: a user namespace maps only the uid that
+    created it). Unprivileged, only the user-namespace path exists.
     """
     root = os.geteuid() == 0
     if mode is SandboxMode.OFF:
@@ -133,10 +149,10 @@ def probe(mode: SandboxMode, uno_python: str, work_dir: Path) -> Sandbox:
     bwrap = shutil.which("bwrap")
     errors: list[str] = []
     if bwrap is not None:
-        candidates = [Sandbox(mode, bwrap, False, OFFICE_UID), Sandbox(mode, bwrap, True)] if root else \
-            [Sandbox(mode, bwrap, True)]
+        candidates = [Sandbox(mode, bwrap, False, OFFICE_UID), Sandbox(mode, bwrap, True, OFFICE_UID, OFFICE_UID),
+                      Sandbox(mode, bwrap, True)] if root else [Sandbox(mode, bwrap, True)]
         for candidate in candidates:
-            error = _try(candidate, uno_python, work_dir)
+            error = _try(candidate, uno_python, work_dir, readonly)
             if error is None:
                 if candidate.office_uid is None and root:
                     return Sandbox(mode, bwrap, True, None, why_off=f"user: bwrap needs a user namespace here "
@@ -158,17 +174,18 @@ def probe(mode: SandboxMode, uno_python: str, work_dir: Path) -> Sandbox:
     return Sandbox(mode, why_off=f"network, filesystem: {why}")
 
 
-def _try(candidate: Sandbox, uno_python: str, work_dir: Path) -> str | None:
+def _try(candidate: Sandbox, uno_python: str, work_dir: Path, readonly: Sequence[Path]) -> str | None:
     """Run a trivial command in this candidate's sandbox (the uid drop included); None when it works."""
     work_dir.mkdir(parents=True, exist_ok=True)
     drop = ""
-    if candidate.office_uid is not None:
+    if candidate.run_as():
         drop = f"os.setgroups([]); os.setgid({OFFICE_GID}); os.setuid({candidate.office_uid}); "
-    inner = [uno_python, "-S", "-c", f"import os; {drop}"]
-    cmd = candidate.command(inner, work_dir, ())
+    reads = "".join(f"os.stat({str(path)!r}); " for path in readonly)
+    inner = [uno_python, "-S", "-c", f"import os; {drop}{reads}"]
+    cmd = candidate.command(inner, work_dir, readonly)
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
-                              env={"PATH": "/usr/bin:/bin"})
+                              env={"PATH": "/usr/bin:/bin"}, **candidate.popen_user())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     if proc.returncode != 0:

@@ -9,6 +9,7 @@ server and does copy the secret into its PDF.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
 from worker.metrics import Metrics
 from worker.office import OfficePool
-from worker.office.instance import OfficeInstance
+from worker.office.instance import OfficeInstance, OfficeOutputError
 from worker.office.sandbox import OFFICE_UID, Sandbox, SandboxMode
 
 pytestmark = pytest.mark.office
@@ -405,3 +406,27 @@ def test_bwrap_started_as_the_office_user_in_a_user_namespace(tmp_path: Path, te
         finally:
             inst.stop()
     assert not inst.dir.exists()
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hardlink"])
+def test_a_compromised_office_cannot_hand_back_a_worker_file_as_its_pdf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plant: str
+) -> None:
+    """Logic only (the office is played by a stand-in): the office owns its job directory and could put a link to
+    a file of the worker's where its PDF belongs; the worker must refuse it, not copy the file into the output."""
+    secret = write_secret(tmp_path / "worker-private", 0o600)
+    inst = OfficeInstance(office_settings(tmp_path / "work", tmp_path), "stand-in", tmp_path, io.BytesIO())
+
+    def compromised_office(self: OfficeInstance, timeout: float, method: str, *params: object) -> object:
+        out = Path(str(params[1]))
+        assert Path(str(params[0])).read_bytes() == (DATA / "sample.docx").read_bytes()  # its input was staged
+        (out.symlink_to if plant == "symlink" else out.hardlink_to)(secret)
+        return True
+
+    monkeypatch.setattr(OfficeInstance, "_call", compromised_office)
+    dst = tmp_path / "out.pdf"
+    with pytest.raises(OfficeOutputError):
+        inst.convert(DATA / "sample.docx", dst, None, timeout=5)
+    assert not dst.exists() or SECRET_TEXT.encode() not in dst.read_bytes()
+    assert secret.read_text().count(SECRET_TEXT) == 1  # untouched
+    assert list((inst.dir / "jobs").iterdir()) == []

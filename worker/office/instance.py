@@ -6,10 +6,12 @@ import contextlib
 import http.client
 import itertools
 import os
+import secrets
 import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -135,6 +137,7 @@ class OfficeInstance:
         self.office_pid: int | None = None
         self._osl_pipes: list[str] = []
         self._jobs = itertools.count()
+        self._jobs_fd: int | None = None  # opened before the office runs: job files never go through its paths
         self._transport = _Transport(self.rpc_socket)
         self._rpc = xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=self._transport, allow_none=True)
         self._rpc_lock = threading.Lock()  # one request at a time on the one connection
@@ -148,6 +151,7 @@ class OfficeInstance:
         (self.dir / "jobs").mkdir()
         shutil.copytree(self.template, self.dir / "profile", symlinks=True)
         self.sandbox.give(self.dir)
+        self._jobs_dir_fd()
         cmd = launcher_command(self.settings, self.sandbox, self.dir, self.uno_port)
         self.popen = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=self.sandbox.env(self.dir),
@@ -197,6 +201,9 @@ class OfficeInstance:
                 _signal_group(pgid, signal.SIGKILL)
                 time.sleep(0.05)
         self._transport.close()
+        if self._jobs_fd is not None:
+            os.close(self._jobs_fd)
+            self._jobs_fd = None
         for path in self._osl_pipes:
             try:
                 os.unlink(path)
@@ -262,18 +269,36 @@ class OfficeInstance:
         return result
 
     def convert(self, src: Path, dst: Path, import_filter: str | None, timeout: float) -> None:
-        """Stage src inside the instance's jobs area (the only input the office can see), convert there, move out."""
-        job = self.dir / "jobs" / str(next(self._jobs))
-        job.mkdir(parents=True)
+        """Stage src in a fresh directory of the jobs area (the only input the office sees), convert, copy the PDF out.
+
+        The office can write in its instance directory, so a compromised one could plant symlinks there: every
+        file operation here goes through directory fds the worker opened itself (never a path the office could
+        have swapped), the input is written O_EXCL|O_NOFOLLOW before the office may write in the directory, and
+        the PDF is read O_NOFOLLOW and must be a regular file with a single link.
+        """
+        jobs_fd = self._jobs_dir_fd()
+        name = f"{next(self._jobs)}-{secrets.token_hex(4)}"
+        os.mkdir(name, 0o700, dir_fd=jobs_fd)
         try:
-            self.sandbox.give(job)
-            staged = job / ("input" + src.suffix)
-            _stage(src.resolve(), staged, self.sandbox)
-            out = job / "output.pdf"
-            self._call(timeout, "convert", str(staged), str(out), import_filter or "", self.settings.update_indexes)
-            shutil.move(str(out), str(dst))
+            job_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=jobs_fd)
+            try:
+                staged = "input" + src.suffix
+                _stage(src.resolve(), staged, job_fd, self.sandbox)
+                self.sandbox.give_fd(job_fd)
+                job = self.dir / "jobs" / name
+                self._call(timeout, "convert", str(job / staged), str(job / "output.pdf"), import_filter or "",
+                           self.settings.update_indexes)
+                _copy_out(job_fd, "output.pdf", dst)
+            finally:
+                os.close(job_fd)
         finally:
-            shutil.rmtree(job, ignore_errors=True)
+            shutil.rmtree(name, dir_fd=jobs_fd, ignore_errors=True)
+
+    def _jobs_dir_fd(self) -> int:
+        if self._jobs_fd is None:
+            (self.dir / "jobs").mkdir(parents=True, exist_ok=True)
+            self._jobs_fd = os.open(self.dir / "jobs", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        return self._jobs_fd
 
     def close_connection(self) -> None:
         with self._rpc_lock:
@@ -321,16 +346,38 @@ def lifeline_fd() -> int:
         return _lifeline[0]
 
 
-def _stage(src: Path, staged: Path, sandbox: Sandbox) -> None:
+class OfficeOutputError(OSError):
+    """The office left something other than a plain file as its PDF: treated like a crashed office."""
+
+
+def _stage(src: Path, name: str, dir_fd: int, sandbox: Sandbox) -> None:
     """A hard link when it lets the office read the input and nothing more; otherwise a copy the office may read."""
     try:
         if sandbox.office_can_only_read(src.stat()):
-            os.link(src, staged)
+            os.link(src, name, dst_dir_fd=dir_fd)
             return
     except OSError:
         pass  # another filesystem, or links refused (fs.protected_hardlinks): copy
-    shutil.copyfile(src, staged)
-    os.chmod(staged, 0o644)
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+    with open(fd, "wb") as out, src.open("rb") as inp:
+        os.fchmod(out.fileno(), 0o644)  # whatever the worker's umask: the office user must read it
+        shutil.copyfileobj(inp, out, 1 << 20)
+
+
+def _copy_out(dir_fd: int, name: str, dst: Path) -> None:
+    """Copy the office's PDF to dst, owned by the worker; nothing at all is left for the PDF check to report."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # ELOOP: a symlink where the PDF should be
+        raise OfficeOutputError(f"the office left no plain file as its PDF ({exc})") from exc
+    with open(fd, "rb") as pdf:
+        st = os.fstat(pdf.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            raise OfficeOutputError("the office left no plain file as its PDF (a link or a special file)")
+        with dst.open("wb") as out:
+            shutil.copyfileobj(pdf, out, 1 << 20)
 
 
 def host_pid(pgid: int, sandbox_pid: int) -> int | None:

@@ -127,6 +127,11 @@ class Sandbox:
             for name in dirs + files:
                 os.chown(os.path.join(root, name), self.office_uid, OFFICE_GID, follow_symlinks=False)
 
+    def give_fd(self, dir_fd: int) -> None:
+        """Hand one fresh directory (opened by the worker) to the office user, so the office may write its PDF."""
+        if self.office_uid is not None:
+            os.fchown(dir_fd, self.office_uid, OFFICE_GID)
+
     def office_can_only_read(self, st: os.stat_result) -> bool:
         """Whether a hard link to this file gives the office read access and nothing more (else stage a copy)."""
         if self.office_uid is None or st.st_uid == self.office_uid or not stat.S_ISREG(st.st_mode):

@@ -13,6 +13,7 @@ tests/data/sample.docx on a started pool of 1 per mode (staging into the instanc
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="office starts per mode")
     parser.add_argument("--conversions", type=int, default=60, help="warm conversions per mode")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="sandbox-cost-", dir="/tmp") as tmp_text:
         tmp = Path(tmp_text)
         tmp.chmod(0o755)  # the office user must reach the work dirs below in the fallback, too
@@ -104,6 +106,7 @@ def main() -> None:
     print(row("office start -> ready", starts))
     print(row("warm 1-page docx conversion", conversions))
     print(f"| probe() once per pool start | 10 | {statistics.median(probe_s) * 1000:.1f} ms | - | - | - |")
+    print(f"\n1-min load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
 
 
 def timed(fn: Callable[[], object]) -> float:

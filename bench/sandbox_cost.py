@@ -7,7 +7,8 @@ on this machine (namespaces + uid 65534 when root), `none` is OFFICE_SANDBOX=off
 OfficeInstance.start() until its first UNO round trip answers (wait_ready), on an initialised profile template,
 without the pool's probe conversions (the same for both). The warm conversion is convert_file() of
 tests/data/sample.docx on a started pool of 1 per mode (staging into the instance's jobs area included), after
-5 untimed warm-ups each. Also timed: the one-off probe() at pool start.
+5 untimed warm-ups each. Also timed: the one-off probe() at pool start. Wall time of a start swings by +-100 ms
+on a loaded 2-CPU machine, so the CPU the office's process group used until ready is reported beside it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from worker.config import OfficeSettings  # noqa: E402
 from worker.conversion import convert_file  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
-from worker.office.instance import OfficeInstance  # noqa: E402
+from worker.office.instance import OfficeInstance, group_members  # noqa: E402
 from worker.office.pool import init_profile  # noqa: E402
 from worker.office.sandbox import Sandbox, SandboxMode, probe  # noqa: E402
 
@@ -72,12 +73,16 @@ def main() -> None:
 
         log = (tmp / "office.log").open("ab")
 
+        start_cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+
         def start(mode: str, i: int) -> float:
             inst = OfficeInstance(base, f"bench-{mode}-{i}", template, log, sandboxes[mode])
             t0 = time.perf_counter()
             inst.start()
             inst.wait_ready(60)
             elapsed = time.perf_counter() - t0
+            assert inst.pgid is not None
+            start_cpu[mode].append(group_cpu_s(inst.pgid))
             inst.stop(grace=0)
             return elapsed
 
@@ -103,10 +108,24 @@ def main() -> None:
     print()
     print("| step | rounds | sandbox (bwrap) | none (off) | difference | ratio |")
     print("|---|---|---|---|---|---|")
-    print(row("office start -> ready", starts))
+    print(row("office start -> ready (wall)", starts))
+    print(row("CPU of the office's process group at ready", start_cpu))
     print(row("warm 1-page docx conversion", conversions))
     print(f"| probe() once per pool start | 10 | {statistics.median(probe_s) * 1000:.1f} ms | - | - | - |")
     print(f"\n1-min load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
+
+
+def group_cpu_s(pgid: int) -> float:
+    """user+system CPU of every live process in the group, with the children each has reaped (bwrap, launcher,
+    soffice.bin, and the helpers soffice starts): less at the mercy of a busy machine than wall time."""
+    ticks = 0
+    for pid in group_members(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def timed(fn: Callable[[], object]) -> float:

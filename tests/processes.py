@@ -38,9 +38,9 @@ def office_pids_under(path: Path) -> list[int]:
 
 
 def launcher_pids_under(path: Path) -> list[int]:
-    """uno/launcher.py processes whose command line mentions `path`."""
+    """uno/launcher.py processes (the interpreter running it, not the bwrap around it) that mention `path`."""
     needle = str(path).encode()
-    return live_processes(lambda c: b"launcher.py" in c and needle in c)
+    return live_processes(lambda c: [*c.split(b"\0"), b""][1].endswith(b"launcher.py") and needle in c)
 
 
 def bytes_read_by_this_process() -> int:

@@ -8,14 +8,22 @@ soffice.bin directly (no shell script, no oosplash), polls the UNO socket every 
 off, and exits non-zero as soon as the office dies, so the supervisor always sees why it went away.
 
 It also dies with the worker: the group has its own session (so the supervisor can kill it whole), which means a
-SIGKILLed worker would leave it and soffice.bin behind as orphans. The launcher polls its parent PID and stops the
-office when the worker is gone; soffice.bin gets PR_SET_PDEATHSIG=SIGKILL, so it cannot outlive the launcher either.
+SIGKILLed worker would leave it and soffice.bin behind as orphans. The launcher holds the read end of a pipe only
+the worker can write to (--lifeline-fd) and stops the office when it reads EOF, i.e. when the worker is gone;
+soffice.bin gets PR_SET_PDEATHSIG=SIGKILL, so it cannot outlive the launcher either. (Not a parent-pid poll: inside
+the worker's sandbox the worker's pid is not visible. Not bwrap --die-with-parent: PR_SET_PDEATHSIG fires when the
+worker *thread* that started the sandbox ends, and the pool starts offices from short-lived threads.)
+
+The worker reaches it over a UNIX socket in its working directory, never TCP: in the sandbox the office has a
+network namespace of its own (UNO still uses TCP, on that namespace's loopback). With --run-as it drops to an
+unprivileged user before it starts anything, so the office owns none of the worker's files.
 """
 
 import argparse
 import ctypes
 import os
 import signal
+import socketserver
 import subprocess
 import sys
 import threading
@@ -32,15 +40,30 @@ SOFFICE_RESTART_CODE = 81
 
 def parse_args():
     p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, required=True, help="XML-RPC port")
+    p.add_argument("--rpc-socket", required=True, help="XML-RPC UNIX socket path (relative: the working dir)")
     p.add_argument("--uno-port", type=int, required=True)
     p.add_argument("--profile", required=True, help="LibreOffice user installation directory")
     p.add_argument("--soffice", default="/usr/lib/libreoffice/program/soffice.bin")
     p.add_argument("--unoserver-path", default="", help="directory holding the unoserver package")
     p.add_argument("--start-timeout", type=float, default=60.0)
     p.add_argument("--init-only", action="store_true", help="initialise the profile, then exit 0")
-    p.add_argument("--parent-pid", type=int, default=0, help="stop the office and exit when this process is gone")
+    p.add_argument("--lifeline-fd", type=int, default=-1, help="stop the office and exit on EOF from this pipe")
+    p.add_argument("--run-as", default="", help="UID:GID to drop to before starting anything")
     return p.parse_args()
+
+
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def drop_privileges(run_as):
+    """Become the office user for good: no supplementary groups, no way back, no setuid gains afterwards."""
+    uid, gid = (int(part) for part in run_as.split(":"))
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        sys.exit(EXIT_START_FAILED)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
 def start_soffice(args):
@@ -57,7 +80,7 @@ def start_soffice(args):
 
 
 PR_SET_PDEATHSIG = 1
-OFFICE = [None]  # the current soffice.bin Popen, for the parent watch
+OFFICE = [None]  # the current soffice.bin Popen, for the worker watch
 
 
 def _die_with_parent():
@@ -68,11 +91,14 @@ def _die_with_parent():
         pass
 
 
-def watch_parent(parent_pid):
-    """The worker was killed (SIGKILL leaves no chance to stop us): we were re-parented, so stop the office."""
+def watch_worker(lifeline_fd):
+    """The worker was killed (SIGKILL leaves no chance to stop us): its end of the pipe closed, so stop the office."""
     while True:
-        time.sleep(0.2)
-        if os.getppid() != parent_pid:
+        try:
+            data = os.read(lifeline_fd, 1)
+        except InterruptedError:
+            continue
+        if not data:
             STOPPING.set()
             office = OFFICE[0]
             if office is not None:
@@ -184,17 +210,21 @@ def watch(office):
     os._exit(EXIT_OFFICE_KILLED if office.returncode == -signal.SIGKILL else EXIT_OFFICE_DIED)
 
 
+class UnixXMLRPCServer(socketserver.UnixStreamServer):
+    """SimpleXMLRPCServer's dispatching over a UNIX socket (built in main, after the slow xmlrpc import)."""
+
+
 def main():
     args = parse_args()
+    if args.run_as:
+        drop_privileges(args.run_as)
     if args.unoserver_path:
         sys.path.append(args.unoserver_path)
-    if args.parent_pid:
-        if os.getppid() != args.parent_pid:
-            sys.exit(EXIT_PARENT_GONE)
-        threading.Thread(target=watch_parent, args=(args.parent_pid,), daemon=True).start()
+    if args.lifeline_fd >= 0:
+        threading.Thread(target=watch_worker, args=(args.lifeline_fd,), daemon=True).start()
     office = start_soffice(args)
     # imported while soffice.bin starts, not before: it pulls in pydoc (~40 ms of a 1 s start)
-    from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+    from xmlrpc.server import SimpleXMLRPCDispatcher, SimpleXMLRPCRequestHandler
 
     office, converter = connect(args, office)
 
@@ -226,11 +256,28 @@ def main():
     # HTTP/1.1: the supervisor keeps one connection per instance open instead of a TCP handshake per call
     # (it is the only client, so this single-threaded server serving that connection blocks nobody).
     SimpleXMLRPCRequestHandler.protocol_version = "HTTP/1.1"
-    server = SimpleXMLRPCServer(("127.0.0.1", args.port), allow_none=True, logRequests=False)
+
+    class Handler(SimpleXMLRPCRequestHandler):
+        disable_nagle_algorithm = False  # TCP_NODELAY: not a TCP socket
+
+        def address_string(self):  # a UNIX socket peer has no address; error logs would fail on ''
+            return "worker"
+
+    class Server(UnixXMLRPCServer, SimpleXMLRPCDispatcher):
+        def __init__(self, path):
+            self.logRequests = False
+            SimpleXMLRPCDispatcher.__init__(self, allow_none=True, encoding=None)
+            UnixXMLRPCServer.__init__(self, path, Handler)
+
+    try:
+        os.unlink(args.rpc_socket)
+    except FileNotFoundError:
+        pass
+    server = Server(args.rpc_socket)
     server.register_function(ping)
     server.register_function(convert)
     threading.Thread(target=watch, args=(office,), daemon=True).start()
-    print(f"launcher: ready on {args.port} (office pid {office.pid})", file=sys.stderr, flush=True)
+    print(f"launcher: ready on {args.rpc_socket} (office pid {office.pid} in its sandbox)", file=sys.stderr, flush=True)
     server.serve_forever()
 
 

@@ -59,6 +59,7 @@ class OfficeSettings:
     uno_dir: Path = field(default_factory=_find_uno_dir)
     profile_template: Path | None = None  # None -> uno/profile, initialised once into work_dir
     work_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "docworker")
+    sandbox: str = "auto"  # auto | bwrap | off: the office's namespaces (worker/office/sandbox.py)
 
     @property
     def effective_rss_kill_mb(self) -> int:
@@ -163,6 +164,7 @@ def _office_from(r: _Reader) -> OfficeSettings:
         uno_dir=Path(uno_dir) if uno_dir else defaults.uno_dir,
         profile_template=Path(template) if template else None,
         work_dir=Path(work_dir) if work_dir else defaults.work_dir,
+        sandbox=r.choice("OFFICE_SANDBOX", ("auto", "bwrap", "off"), defaults.sandbox),
     )
 
 

@@ -107,6 +107,12 @@ class PoolCollector(Collector):
             conv.add_metric([str(s.index)], s.conversions)
         yield rss
         yield conv
+        sandbox = GaugeMetricFamily("worker_office_sandbox", "1 for each layer between a document and the machine "
+                                    "that is on (docs/operations.md, threat model); 0 when the platform refused it.",
+                                    labels=["layer"])
+        for layer, on in self.pool.sandbox_layers.items():
+            sandbox.add_metric([layer], 1 if on else 0)
+        yield sandbox
         restarts = CounterMetricFamily("worker_office_restarts", "Office restarts by reason.", labels=["reason"])
         for reason in RestartReason:
             restarts.add_metric([reason.value], self.pool.restarts.get(reason.value, 0))

@@ -469,10 +469,15 @@ def test_convert_is_sent_once_even_when_the_connection_drops(tmp_path: Path) -> 
     import socket
 
     from worker.config import OfficeSettings
-    from worker.office.instance import OfficeInstance
+    from worker.office.instance import OfficeInstance, unix_address
 
     inst = OfficeInstance(OfficeSettings(work_dir=tmp_path), "fake", tmp_path, io.BytesIO())
-    listener = socket.create_server(("127.0.0.1", inst.ports.rpc))
+    inst.dir.mkdir(parents=True)
+    (tmp_path / "in.docx").write_bytes(b"staged into the instance before the call")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with unix_address(inst.rpc_socket) as address:
+        listener.bind(address)
+    listener.listen()
     listener.settimeout(10)
     requests: list[bytes] = []
     ping_reply = (b"<?xml version='1.0'?><methodResponse><params><param><value><struct><member><name>office_pid"

@@ -39,6 +39,8 @@ class FakePool:
     restarts: Counter[str] = field(default_factory=Counter)
     is_ready: bool = True
     calls: int = 0
+    sandbox_layers: dict[str, bool] = field(default_factory=lambda: {"network": True, "filesystem": True,
+                                                                     "user": False, "profile": True})
 
     @property
     def size(self) -> int:
@@ -152,6 +154,17 @@ def test_the_pool_is_read_at_scrape_time():
     assert get(s, "worker_office_instance_conversions", office="1") == 3
     assert get(s, "worker_office_restarts_total", reason="timeout") == 2
     assert get(s, "worker_office_restarts_total", reason="memory") == 1
+
+
+def test_sandbox_layers_are_one_gauge_per_layer_read_at_scrape_time():
+    pool = FakePool()
+    metrics = Metrics(CollectorRegistry(), pool)
+    s = samples_of(metrics.exposition().decode())
+    assert {layer: get(s, "worker_office_sandbox", layer=layer) for layer in ("network", "filesystem", "user",
+                                                                               "profile")} == \
+        {"network": 1, "filesystem": 1, "user": 0, "profile": 1}
+    pool.sandbox_layers = {**pool.sandbox_layers, "network": False}
+    assert get(samples_of(metrics.exposition().decode()), "worker_office_sandbox", layer="network") == 0
 
 
 def test_label_sets_are_closed():

@@ -12,6 +12,7 @@ import http.client
 import logging
 import os
 import queue
+import re
 import shutil
 import subprocess
 import tempfile
@@ -30,11 +31,12 @@ from worker.errors import Reason, WorkerError
 from worker.office.instance import (
     OfficeInstance,
     OfficeStartError,
-    Ports,
     free_port,
     launcher_command,
-    launcher_env,
+    launcher_files,
+    lifeline_fd,
 )
+from worker.office.sandbox import LAYERS, Sandbox, SandboxMode, probe
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,12 @@ PROBE_DOCS = ("probe.docx", "probe.xlsx", "probe.pptx")
 PROBE_FILTERS = {"probe.docx": "MS Word 2007 XML", "probe.xlsx": "Calc MS Excel 2007 XML",
                  "probe.pptx": "Impress MS PowerPoint 2007 XML"}
 INIT_MARKER = ".docworker-initialised"
+# Layer 3 is on when the profile routes every protocol to a proxy (manual, no exceptions) and blocks untrusted links.
+PROFILE_LAYER_SETTINGS = (
+    r'name="ooInetProxyType"[^>]*><value>1<',
+    r'name="ooInetNoProxy"[^>]*>(?:<value\s*/>|<value></value>)',
+    r'name="BlockUntrustedRefererLinks"[^>]*><value>true<',
+)
 
 
 class State(StrEnum):
@@ -130,6 +138,8 @@ class OfficePool:
         self._log: IO[bytes] | None = None
         self._live: set[OfficeInstance] = set()  # every started instance, ready or not, until it is stopped
         self._live_lock = threading.Lock()
+        self._sandbox: Sandbox | None = None
+        self.sandbox_layers: dict[str, bool] = {}  # read by the worker_office_sandbox metric
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -145,7 +155,10 @@ class OfficePool:
         self._give_up_on_start = give_up_on_failure
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.settings.work_dir / "office.log", "ab")  # noqa: SIM115 (closed in stop)
+        self._sandbox = probe(SandboxMode(self.settings.sandbox), self.settings.uno_python, self.settings.work_dir,
+                              launcher_files(self.settings))
         self._template = self._prepare_profile()
+        self._report_sandbox(self._sandbox, self._template)
         for slot in self._slots:
             slot.building = True
             threading.Thread(target=self._build, args=(slot, None), daemon=True).start()
@@ -181,6 +194,22 @@ class OfficePool:
         if self._log is not None:
             self._log.close()
 
+    def _report_sandbox(self, sandbox: Sandbox, template: Path) -> None:
+        """One line at start saying which layers stand between a hostile document and the machine."""
+        self.sandbox_layers = sandbox.layers(profile_blocks_remote(template))
+        off = [layer for layer in LAYERS if not self.sandbox_layers[layer]]
+        fields = {"sandbox_mode": sandbox.mode.value, **{f"sandbox_{k}": v for k, v in self.sandbox_layers.items()}}
+        summary = " ".join(f"{layer}={'on' if on else 'OFF'}" for layer, on in self.sandbox_layers.items())
+        if not off:
+            log.info("office sandbox: %s (OFFICE_SANDBOX=%s)", summary, sandbox.mode.value, extra={"fields": fields})
+            return
+        why = sandbox.why_off or ("the profile template does not send every protocol to a dead proxy"
+                                  if off == ["profile"] else "")
+        if "profile" in off and sandbox.why_off:
+            why += "; profile: the template does not send every protocol to a dead proxy"
+        log.warning("office sandbox: %s (OFFICE_SANDBOX=%s): %s", summary, sandbox.mode.value, why,
+                    extra={"fields": {**fields, "sandbox_why_off": why}})
+
     def _prepare_profile(self) -> Path:
         """The initialised template every instance copies; says so when its starts will be slow."""
         template = self._initialised_template()
@@ -203,7 +232,7 @@ class OfficePool:
         shutil.rmtree(building, ignore_errors=True)
         shutil.copytree(source, building)
         try:
-            init_profile(self.settings, building, self._log)
+            init_profile(self.settings, building, self._log, self._sandbox)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
@@ -390,7 +419,7 @@ class OfficePool:
         backoff = 0.5
         while not self._stop.is_set():
             inst = OfficeInstance(self.settings, f"{slot.index}-{slot.epoch}-{time.monotonic_ns()}",
-                                  self._template_path(), self._logfile())
+                                  self._template_path(), self._logfile(), self._sandbox)
             try:
                 # Check-and-start under the lock stop() snapshots with: an instance is either seen (and stopped)
                 # by stop(), or never started. Otherwise a restart racing stop() could leave an orphan office.
@@ -569,13 +598,30 @@ def records_office_version(profile: Path) -> bool:
         return False
 
 
-def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | None) -> None:
-    """Start LibreOffice once on a profile so later starts skip the first-run restart; mark it done."""
+def profile_blocks_remote(profile: Path) -> bool:
+    """Whether a profile sends every protocol to a proxy and blocks untrusted links (uno/profile's layer 3)."""
+    try:
+        xcu = (profile / "user" / "registrymodifications.xcu").read_text(errors="replace")
+    except OSError:
+        return False
+    return all(re.search(pattern, xcu) for pattern in PROFILE_LAYER_SETTINGS)
+
+
+def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | None,
+                 sandbox: Sandbox | None = None) -> None:
+    """Start LibreOffice once on a profile so later starts skip the first-run restart; mark it done.
+
+    Through the same sandbox as every instance; it keeps the worker's uid (no document is loaded, and the template
+    stays the worker's own).
+    """
+    sandbox = (sandbox or probe(SandboxMode(settings.sandbox), settings.uno_python, settings.work_dir,
+                                launcher_files(settings))).as_worker()
     with tempfile.TemporaryDirectory(prefix="office-init-") as tmp:
-        cmd = launcher_command(settings, profile, Ports(0, free_port()), "--init-only")
+        (Path(tmp) / "tmp").mkdir()
+        cmd = launcher_command(settings, sandbox, Path(tmp), free_port(), "--init-only", profile=profile)
         try:
             subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, check=True,
-                           env=launcher_env(Path(tmp), home=Path(tmp)),
+                           env=sandbox.env(Path(tmp)), cwd=tmp, pass_fds=(lifeline_fd(),),
                            timeout=settings.start_timeout_s + 10, start_new_session=True)
         except subprocess.CalledProcessError as exc:
             raise WorkerError(Reason.OFFICE_UNAVAILABLE, f"LibreOffice ({settings.soffice}) could not initialise a "

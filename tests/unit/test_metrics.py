@@ -296,13 +296,13 @@ def test_an_upload_outside_the_suffix_list_is_acked_logged_with_its_suffix_and_c
     config = Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode="off")
     client, metrics, _ = make_app(FakePool(), job=Job(config, pool=None, store=None))  # type: ignore[arg-type]
     body = json.loads((ENVELOPES / "push-gcs-payload-none.json").read_text())["body"]
-    body["message"]["attributes"]["objectId"] = "scans/letter.HWP"
+    body["message"]["attributes"]["objectId"] = "scans/photo.JPG"
     with caplog.at_level(logging.INFO, logger="worker"):
         assert client.post("/", json=body).status_code == 204
-    lines = [r for r in caplog.records if getattr(r, "fields", {}).get("object") == "scans/letter.HWP"]
+    lines = [r for r in caplog.records if getattr(r, "fields", {}).get("object") == "scans/photo.JPG"]
     assert len(lines) == 1
     fields = lines[0].fields  # type: ignore[attr-defined]
-    assert (fields["outcome"], fields["reason"], fields["suffix"]) == ("ignored", "suffix", ".hwp")
-    assert ".hwp" in lines[0].getMessage() and "INPUT_SUFFIXES" in lines[0].getMessage()
+    assert (fields["outcome"], fields["reason"], fields["suffix"]) == ("ignored", "suffix", ".jpg")
+    assert ".jpg" in lines[0].getMessage() and "INPUT_SUFFIXES" in lines[0].getMessage()
     s = samples_of(metrics.exposition().decode())
     assert get(s, "worker_jobs_total", outcome="ignored", reason="suffix") == 1

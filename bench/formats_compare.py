@@ -24,6 +24,8 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from measure import DOC1, interleaved, medians, percentile  # noqa: E402
+
 from worker.errors import Reason, WorkerError  # noqa: E402
 from worker.formats import FORMATS  # noqa: E402
 from worker.sniff import sniff  # noqa: E402
@@ -94,13 +96,10 @@ def docx_side_by_side() -> tuple[float, float]:
     """Median ms to identify tests/data/sample.docx (1 page) with main's sniffer and this one, interleaved."""
     import worker.sniff as current
 
-    before = load_main_sniffer()
-    docx = REPO / "tests" / "data" / "sample.docx"
-    times: dict[str, list[float]] = {"before": [], "after": []}
-    for _ in range(DOCX_REPEATS):
-        for label, module in (("before", before), ("after", current)):
-            times[label].append(sniff_decision(module, docx)[1])
-    return statistics.median(times["before"]), statistics.median(times["after"])
+    sniffers = {"before": load_main_sniffer(), "after": current}
+    times = medians(interleaved(DOCX_REPEATS, list(sniffers),
+                                lambda label, _: sniff_decision(sniffers[label], DOC1)[1]))
+    return times["before"], times["after"]
 
 
 def main() -> None:
@@ -113,7 +112,7 @@ def main() -> None:
     expected = {p: expected_on_formats_corpus(p) for p in formats}
 
     def ms(values: list[float]) -> str:
-        return f"{statistics.median(values):.2f} / {statistics.quantiles(values, n=20)[-1]:.2f}"
+        return f"{statistics.median(values):.2f} / {percentile(values, 0.95):.2f}"
 
     print("| design | corpus-formats: correct of", len(formats), "| corpus: same decision as (a), of", len(corpus),
           "| corpus: files (a) refuses that (b) would load | ms per file, median / p95 |")

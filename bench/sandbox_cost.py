@@ -15,39 +15,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from measure import DOC1, build_template, convert_timed, interleaved, medians, timed  # noqa: E402
+
 from worker.config import OfficeSettings  # noqa: E402
-from worker.conversion import convert_file  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
 from worker.office.instance import OfficeInstance, group_members  # noqa: E402
-from worker.office.pool import init_profile  # noqa: E402
 from worker.office.sandbox import Sandbox, SandboxMode, probe  # noqa: E402
 
-SAMPLE = REPO / "tests" / "data" / "sample.docx"
+SAMPLE = DOC1
 MODES = ("sandbox", "none")
 
 
-def interleaved(rounds: int, measure: Callable[[str, int], float]) -> dict[str, list[float]]:
-    """A then B, then B then A, ...: drift in machine load hits both sides alike."""
-    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for i in range(rounds):
-        for mode in (MODES if i % 2 == 0 else MODES[::-1]):
-            samples[mode].append(measure(mode, i))
-    return samples
-
-
 def row(what: str, samples: dict[str, list[float]]) -> str:
-    a, b = (statistics.median(samples[m]) * 1000 for m in MODES)
+    med = medians(samples)
+    a, b = (med[m] * 1000 for m in MODES)
     n = len(samples[MODES[0]])
     return f"| {what} | {n} | {a:.1f} ms | {b:.1f} ms | {a - b:+.1f} ms | {a / b:.2f}x |"
 
@@ -62,9 +52,7 @@ def main() -> None:
         tmp = Path(tmp_text)
         tmp.chmod(0o755)  # the office user must reach the work dirs below in the fallback, too
         base = OfficeSettings(work_dir=tmp / "work", pool_size=1)
-        template = tmp / "template"
-        shutil.copytree(base.uno_dir / "profile", template)
-        init_profile(base, template, None)
+        template = build_template(base, tmp / "template")
         sandboxes = {"sandbox": probe(SandboxMode.BWRAP, base.uno_python, base.work_dir),
                      "none": Sandbox(SandboxMode.OFF)}
         print(f"sandbox under test: {sandboxes['sandbox']}")
@@ -86,7 +74,7 @@ def main() -> None:
             inst.stop(grace=0)
             return elapsed
 
-        starts = interleaved(args.rounds, start)
+        starts = interleaved(args.rounds, MODES, start)
         log.close()
 
         pools = {mode: OfficePool(OfficeSettings(work_dir=tmp / f"pool-{mode}", pool_size=1, profile_template=template,
@@ -95,12 +83,8 @@ def main() -> None:
             for pool in pools.values():
                 pool.start()
                 for _ in range(5):
-                    convert_file(pool, SAMPLE, tmp / "warm.pdf", SAMPLE.name, tmp)
-
-            def convert(mode: str, i: int) -> float:
-                return timed(lambda: convert_file(pools[mode], SAMPLE, tmp / f"{mode}.pdf", SAMPLE.name, tmp))
-
-            conversions = interleaved(args.conversions, convert)
+                    convert_timed(pool, SAMPLE, tmp)
+            conversions = interleaved(args.conversions, MODES, lambda mode, _: convert_timed(pools[mode], SAMPLE, tmp))
         finally:
             for pool in pools.values():
                 pool.stop()
@@ -126,12 +110,6 @@ def group_cpu_s(pgid: int) -> float:
             continue
         ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -48,7 +48,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from measure import DOC1, DOC100, FAMILY_DOCS, MIXED, alternate, convert_timed, drain, free_port, medians, percentile
+from measure import (
+    DOC1,
+    DOC100,
+    FAMILY_DOCS,
+    MIXED,
+    alternate,
+    convert_timed,
+    drain,
+    free_port,
+    interleaved,
+    medians,
+    percentile,
+)
 
 if TYPE_CHECKING:
     from worker.office import OfficePool
@@ -420,13 +432,15 @@ class Driver:
             }
         return out
 
-    def alternate(self, kind: str, rounds: int) -> dict[str, list[dict[str, Any]]]:
-        res: dict[str, list[dict[str, Any]]] = {t: [] for t in self.trees}
-        for r in range(rounds):
-            for tree in alternate(list(self.trees), r):
-                res[tree].append(self.child(tree, kind))
-                print(f"perf: {kind} {tree} round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
-        return res
+    def figure(self, kind: str, rounds: int) -> dict[str, list[dict[str, Any]]]:
+        """One child figure, `rounds` child runs per tree, trees alternated."""
+
+        def run(tree: str, r: int) -> dict[str, Any]:
+            out = self.child(tree, kind)
+            print(f"perf: {kind} {tree} round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+            return out
+
+        return interleaved(rounds, list(self.trees), run)
 
     def e2e(self, rounds: int) -> dict[str, Any]:
         """This tree's bench/e2e.py against each tree's worker, one after the other (same client, same columns)."""
@@ -638,7 +652,7 @@ def main() -> int:
         for kind, rounds in (("families", 3 if args.quick else 7), ("throughput", 1 if args.quick else 2),
                              ("hol", 1 if args.quick else 2), ("memory", 1)):
             if kind in only:
-                res[kind] = drv.alternate(kind, rounds)
+                res[kind] = drv.figure(kind, rounds)
         if args.e2e:
             res["e2e"] = drv.e2e(5 if args.quick else 21)
     res["meta"] = {

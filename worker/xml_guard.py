@@ -36,7 +36,7 @@ MAX_ELEMENT_DEPTH = 256  # any element
 MAX_RTF_TABLE_DEPTH = 32  # \itapN
 
 _CHUNK = 256 * 2**10
-_TABLE_NAMES = frozenset({"tbl", "table"})  # local names: the prefix is the document's to choose
+_TABLE_NAMES = ("tbl", "table")  # local names: the prefix is the document's to choose
 GZIP_MAGIC = b"\x1f\x8b"
 _MAX_ENTITIES = 32  # Illustrator declares about a dozen namespace constants
 _MAX_ENTITY_CHARS = 1024
@@ -338,17 +338,18 @@ class _Guard:
         raise WorkerError(Reason.HOSTILE, f"{self.what} refers to an external XML entity, which we refuse")
 
     def _start(self, name: str, attributes: list[str]) -> None:
+        # Called for every element: kept to a counter and one C-level suffix test in the common case.
         self._depth += 1
-        if self.root is None:
-            self.root = XmlRoot(name, dict(zip(attributes[::2], attributes[1::2], strict=True)))
-            if self._stop_at_root:
-                raise _RootFound
         if self._depth > MAX_ELEMENT_DEPTH:
             raise WorkerError(
                 Reason.HOSTILE,
                 f"{self.what} nests XML elements more than {MAX_ELEMENT_DEPTH} deep (at <{name}>), which we refuse",
             )
-        if name[name.find(":") + 1 :] in _TABLE_NAMES:
+        if self.root is None:
+            self.root = XmlRoot(name, dict(zip(attributes[::2], attributes[1::2], strict=True)))
+            if self._stop_at_root:
+                raise _RootFound
+        if name.endswith(_TABLE_NAMES) and name[name.find(":") + 1 :] in _TABLE_NAMES:
             self._tables += 1
             if self._tables > MAX_TABLE_DEPTH:
                 raise WorkerError(
@@ -359,7 +360,7 @@ class _Guard:
 
     def _end(self, name: str) -> None:
         self._depth -= 1
-        if name[name.find(":") + 1 :] in _TABLE_NAMES:
+        if name.endswith(_TABLE_NAMES) and name[name.find(":") + 1 :] in _TABLE_NAMES:
             self._tables -= 1
 
 

@@ -1,6 +1,7 @@
 """sniff() before (the prolog scan of main's worker/sniff.py, or any git revision) vs now (xml_guard), side by side.
 
     .venv/bin/python bench/sniff.py [--base main] [--rounds 200] [FILE ...]
+    .venv/bin/python bench/sniff.py --bombs      # how fast every bomb of tests/hostile_set.py is refused
 
 Both versions run in this process, interleaved call by call (order swapped every round) so machine drift hits both;
 prints the median per file and the ratio. Defaults: tests/data/sample.docx and sample-100pages.docx.
@@ -51,8 +52,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", default="main")
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--bombs", action="store_true")
     parser.add_argument("files", nargs="*", type=Path)
     args = parser.parse_args()
+    if args.bombs:
+        return bombs(args.rounds)
     files = args.files or DEFAULT_FILES
     with tempfile.TemporaryDirectory() as tmp:
         base = load_base(args.base, Path(tmp))
@@ -71,6 +75,32 @@ def main() -> int:
             b, a = statistics.median(before) * 1000, statistics.median(after) * 1000
             print(f"| {path.name} | {path.stat().st_size // 1024} KiB | {b:.2f} | {a:.2f} | {a - b:+.2f} |"
                   f" {a / b:.2f}x |")
+    return 0
+
+
+def bombs(rounds: int) -> int:
+    """Median time for sniff() to refuse each bomb (the office would otherwise hold it until the timeout)."""
+    from tests.hostile_set import VECTORS, Secrets
+    from worker.errors import WorkerError
+
+    print("| bomb | refused as | median ms | max ms |")
+    print("|---|---|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        secrets = Secrets.write(Path(tmp) / "secrets")
+        for vector in VECTORS:
+            if vector.expect != "hostile":
+                continue
+            path = vector.build(Path(tmp) / vector.name, "http://127.0.0.1:9/", secrets)
+            samples, reason = [], ""
+            for _ in range(max(rounds // 10, 5)):
+                t0 = time.perf_counter()
+                try:
+                    sniff(path, path.name)
+                except WorkerError as exc:
+                    reason = exc.reason.value
+                samples.append(time.perf_counter() - t0)
+            print(f"| {vector.name} ({vector.what}) | {reason or 'NOT REFUSED'} |"
+                  f" {statistics.median(samples) * 1000:.1f} | {max(samples) * 1000:.1f} |")
     return 0
 
 

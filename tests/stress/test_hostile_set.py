@@ -50,7 +50,8 @@ def secrets(tmp_path_factory: pytest.TempPathFactory) -> Secrets:
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfficePool]:
     base = tmp_path_factory.mktemp("hostile-set")
     template = initialised_template(base / "template")
-    with running_pool(office_settings(base / "work", template, conversion_timeout_s=60)) as pool:
+    # Real documents of this size convert in well under a second: 20 s only bounds what a hang costs the run.
+    with running_pool(office_settings(base / "work", template, conversion_timeout_s=20)) as pool:
         yield pool
 
 
@@ -74,6 +75,8 @@ def test_vector_through_the_pool(vector: Vector, pool: OfficePool, secrets: Secr
     if vector.expect == "hostile":
         assert error is not None and error.reason is Reason.HOSTILE, error
     assert requests_seen == [], f"{vector.what}: {requests_seen}"
+    # A link that holds an office until the timeout is a denial of service even when nothing leaks.
+    assert error is None or error.reason is not Reason.CONVERSION_TIMEOUT, f"{vector.what}: {error}"
     if out.exists():
         assert secret_traces(out) == [], vector.what
     assert error is None or MARKER not in error.message
@@ -118,7 +121,7 @@ def test_vectors_through_the_push_chain(gcs: emulators.Proc, logs: Path, secrets
     """fake-gcs-server -> push envelope -> `worker serve` -> LibreOffice -> PDF or failure record in the bucket."""
     with CountingServer() as canary:
         files = {name: BY_NAME[name].build(tmp_path / name, canary.url(), secrets) for name in CHAIN}
-        worker = StressWorker(logs, tmp_path / "work", gcs.url, CONVERSION_TIMEOUT_S="60")
+        worker = StressWorker(logs, tmp_path / "work", gcs.url, CONVERSION_TIMEOUT_S="20")
         worker.start()
         try:
             uploads = upload_all(worker, DIRECT_BUCKET, [(f"set/{n}", p) for n, p in files.items()], threads=4)
@@ -136,6 +139,7 @@ def test_vectors_through_the_push_chain(gcs: emulators.Proc, logs: Path, secrets
     assert statuses == [204] * len(uploads)
     assert orphans == []
     leaks: dict[str, list[str]] = {}
+    reasons: dict[str, str] = {}
     for up in uploads:
         [blob] = results[up.name]
         local = tmp_path / ("out-" + Path(blob.name).name)
@@ -146,7 +150,10 @@ def test_vectors_through_the_push_chain(gcs: emulators.Proc, logs: Path, secrets
         else:
             record = json.loads(local.read_text())
             leaks[name] = [f"marker in the failure record {record}"] if MARKER in local.read_text() else []
-            if BY_NAME[name].expect == "hostile":
-                assert record["reason"] == "hostile", record
-    assert requests_seen == []
-    assert {name: found for name, found in leaks.items() if found} == {}
+            reasons[name] = record["reason"]
+    assert {n: r for n, r in reasons.items() if BY_NAME[n].expect == "hostile"} == {
+        n: "hostile" for n in CHAIN if BY_NAME[n].expect == "hostile"}
+    assert "conversion_timeout" not in reasons.values(), reasons
+    # One assertion, so a failure lists every request and every leak at once.
+    found = (sorted(set(requests_seen)), {name: traces for name, traces in leaks.items() if traces})
+    assert found == ([], {}), json.dumps(found)

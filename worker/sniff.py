@@ -387,8 +387,9 @@ def _refuse_hostile_parts(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]
         try:
             with archive.open(info) as part:
                 head = part.read(64)
-                if name in declared or name.endswith(_XML_PART_SUFFIXES) or xml_guard.looks_like_xml(head):
-                    xml_guard.check_xml(part.read, what, first=head)
+                said_xml = name in declared or name.endswith(_XML_PART_SUFFIXES)
+                if said_xml or xml_guard.looks_like_xml(head):
+                    xml_guard.check_xml(part.read, what, first=head, declared=said_xml)
                 elif head.startswith(xml_guard.GZIP_MAGIC):
                     xml_guard.check_gzipped(part.read, what, first=head)
         except WorkerError:

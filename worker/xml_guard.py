@@ -75,42 +75,51 @@ class _RootFound(Exception):
 
 
 def looks_like_xml(head: bytes) -> bool:
-    """Whether a part's first bytes are those of an XML document in any encoding a parser could detect."""
+    """Whether a part's first bytes may be those of an XML document, in any encoding a parser could detect.
+
+    A head of nothing but blank space may still be XML further on (a DOCTYPE may follow any amount of it).
+    """
     if head.startswith(_XML_STARTS):
         return True
-    return head.lstrip(b" \t\r\n").startswith(b"<")
+    body = head.lstrip(b" \t\r\n")
+    return body.startswith(b"<") or (bool(head) and not body)
 
 
-def check_xml(read: Callable[[int], bytes], what: str, *, first: bytes = b"") -> XmlRoot | None:
+def check_xml(
+    read: Callable[[int], bytes], what: str, *, first: bytes = b"", declared: bool = True
+) -> XmlRoot | None:
     """Parse the whole stream `read` gives (after `first`), refusing DTD features and excessive nesting.
 
-    Returns the root element, None for an empty stream. Raises WorkerError: HOSTILE for a DOCTYPE with an
-    internal subset or an external URL, any entity declaration, nesting beyond the limits; CORRUPT for XML that is
-    not well-formed (LibreOffice's parser would reject it too, and a parser we cannot follow is one we cannot vet).
+    Returns the root element, or None for a part that is blank, or, when nothing `declared` it XML, whose first
+    non-blank byte shows it is not XML after all. Raises WorkerError: HOSTILE for DTD features that fetch or
+    expand (see _Guard) and nesting beyond the limits; CORRUPT for XML that is not well-formed (LibreOffice's
+    parser rejects it too, and XML we cannot follow is XML we cannot vet).
     """
     guard = _Guard(what)
-    data = first or read(_CHUNK)
-    if not data.strip():
-        return None  # an empty part (LibreOffice writes empty Configurations2 parts): nothing is parsed
+    data = first + read(_CHUNK)  # one first feed holds the whole XML declaration, whatever `first` cut off
+    blank = True
     while data:
+        if blank:
+            content = data.lstrip(b" \t\r\n")
+            if content:
+                blank = False
+                if not declared and not looks_like_xml(content):
+                    return None
         guard.feed(data)
         data = read(_CHUNK)
+    if blank:
+        return None  # an empty part (LibreOffice writes empty Configurations2 parts): nothing is parsed
     guard.finish()
     return guard.root
 
 
 def check_gzipped(read: Callable[[int], bytes], what: str, *, first: bytes = b"") -> XmlRoot | None:
-    """Inflate a gzip stream (an .svgz picture: LibreOffice's graphic filter inflates it) and check it if XML."""
+    """Inflate a gzip stream (an .svgz picture: LibreOffice's graphic filter inflates it) and check it if XML.
+
+    An .emz (a compressed EMF picture) or anything else whose inflated bytes are not XML passes untouched.
+    """
     inflated = _gunzip(first, read, what)
-    head = next(inflated, b"")
-    if not looks_like_xml(head):
-        return None  # an .emz or another compressed picture: not parsed as XML by anyone
-    guard = _Guard(what)
-    guard.feed(head)
-    for chunk in inflated:
-        guard.feed(chunk)
-    guard.finish()
-    return guard.root
+    return check_xml(lambda size: next(inflated, b""), what, declared=False)
 
 
 def read_root(head: bytes | str, what: str, *, complete: bool) -> XmlRoot | None:
@@ -188,6 +197,7 @@ class _Guard:
         self._depth = 0
         self._tables = 0
         self._fallback: codecs.IncrementalDecoder | None = None
+        self._fed = False  # the declaration (and so the encoding) is in the first bytes fed
         self._entities: dict[str, int] = {}  # name -> length of its replacement text
         self._byte_references: dict[bytes, int] = {}  # "&name;" in every encoding -> replacement length
         self._text_references: dict[str, int] = {}
@@ -226,13 +236,14 @@ class _Guard:
         try:
             self._parser.Parse(data, False)
         except expat.ExpatError as exc:
-            if exc.code != expat.errors.codes[expat.errors.XML_ERROR_UNKNOWN_ENCODING] or self._depth:
+            if exc.code != expat.errors.codes[expat.errors.XML_ERROR_UNKNOWN_ENCODING] or self._fed:
                 raise self._malformed(exc) from exc
             self._switch_to_python_codec(data, exc)
         except (ValueError, LookupError) as exc:  # pyexpat: "multi-byte encodings are not supported"
-            if self._depth:
-                raise
+            if self._fed:
+                raise WorkerError(Reason.CORRUPT, f"{self.what} has an unreadable text encoding") from exc
             self._switch_to_python_codec(data, exc)
+        self._fed = True
 
     def finish(self) -> None:
         if self._fallback is not None:

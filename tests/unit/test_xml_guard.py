@@ -88,6 +88,19 @@ def test_svg_picture_under_a_name_that_hides_it_is_still_parsed(tmp_path: Path) 
     hostile(path, "word/media/image1.png")
 
 
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzipped"])
+def test_svg_bomb_behind_a_long_run_of_blank_space_is_still_parsed(tmp_path: Path, compress: bool) -> None:
+    # XML allows any amount of blank space before a DOCTYPE when there is no XML declaration.
+    svg = (" \n" * 300_000 + BILLION_LAUGHS.split("\n", 1)[1] + SVG).encode()
+    data = gzip.compress(svg) if compress else svg
+    hostile(docx_with(tmp_path, {"word/media/image1.png": data}), "word/media/image1.png")
+
+
+def test_blank_space_then_binary_in_a_picture_is_not_xml(tmp_path: Path) -> None:
+    data = b" " * 1000 + b"\x89PNG not really" + bytes(100)
+    assert sniff(docx_with(tmp_path, {"word/media/image1.png": data})).kind == "docx"
+
+
 def test_gzipped_svg_picture_is_inflated_and_parsed(tmp_path: Path) -> None:
     svgz = gzip.compress((BILLION_LAUGHS + SVG).encode())
     hostile(docx_with(tmp_path, {"word/media/image1.svgz": svgz}), "word/media/image1.svgz")
@@ -162,6 +175,13 @@ def test_encoding_expat_lacks_is_decoded_by_python_and_still_parsed(tmp_path: Pa
 def test_shift_jis_document_converts(tmp_path: Path) -> None:
     main_xml = DOCUMENT_XML.replace("UTF-8", "Shift_JIS").replace("hello", "\u65e5\u672c").encode("shift_jis")
     assert sniff(write_zip(tmp_path / "sjis.docx", ooxml_parts(main_xml=main_xml))).kind == "docx"  # type: ignore[arg-type]
+
+
+def test_long_declaration_in_an_encoding_expat_lacks_is_still_decoded(tmp_path: Path) -> None:
+    # The declaration runs past the 64 bytes the sniffer reads first to decide whether a part is XML.
+    main_xml = DOCUMENT_XML.replace("UTF-8", "Shift_JIS").replace('standalone="yes"', 'standalone="yes"            ')
+    assert main_xml.index("?>") > 64
+    assert sniff(write_zip(tmp_path / "sjis.docx", ooxml_parts(main_xml=main_xml.encode("shift_jis")))).kind == "docx"  # type: ignore[arg-type]
 
 
 def test_unknown_encoding_is_corrupt(tmp_path: Path) -> None:

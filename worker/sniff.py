@@ -380,8 +380,8 @@ def _refuse_hostile_parts(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]
     """
     declared = _declared_xml_parts(archive)
     for info in infos:
-        if info.is_dir():
-            continue
+        if info.is_dir() or (info.filename in _VETTED_METADATA and archive.getinfo(info.filename) is info):
+            continue  # a duplicate entry of the same name is still parsed: zip readers disagree on which wins
         what = f"the part {info.filename}"
         name = info.filename.lower()
         try:
@@ -396,6 +396,9 @@ def _refuse_hostile_parts(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]
             raise
         except Exception as exc:  # BadZipFile (bad CRC), zlib.error, EOFError, NotImplementedError...
             raise WorkerError(Reason.CORRUPT, f"the file is damaged and cannot be read (part {info.filename})") from exc
+
+
+_VETTED_METADATA = ("[Content_Types].xml", "META-INF/manifest.xml")  # parsed by _declared_xml_parts already
 
 
 def _declared_xml_parts(archive: zipfile.ZipFile) -> set[str]:

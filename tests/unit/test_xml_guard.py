@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -312,3 +314,15 @@ def test_sniff_of_a_docx_with_many_pictures_reads_each_part_once(tmp_path: Path)
     parts.update({f"word/media/image{i}.png": b"\x89PNG\r\n\x1a\n" + bytes(5000) for i in range(50)})
     assert sniff(write_zip(tmp_path / "pics.docx", parts)).kind == "docx"
     assert WORD_MAIN  # the helper module's constant is the main part type used throughout
+
+
+def test_a_duplicate_metadata_entry_is_parsed_too(tmp_path: Path) -> None:
+    # Zip readers disagree on which of two same-named entries wins: every one of them is vetted.
+    parts = ooxml_parts()
+    path = tmp_path / "dup.docx"
+    with zipfile.ZipFile(path, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name, which is the point
+        archive.writestr("[Content_Types].xml", BILLION_LAUGHS + "<Types/>")
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    hostile(path, "[Content_Types].xml")

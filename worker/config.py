@@ -12,10 +12,18 @@ from worker.errors import Reason, WorkerError
 
 T = TypeVar("T")
 
+# Every name a document we convert is commonly saved under (worker/formats.py; the test keeps them in step).
+# Only the push filter reads these: what a file is, and how it loads, is decided from its bytes.
 DEFAULT_SUFFIXES = (
-    ".docx", ".docm", ".dotx", ".doc", ".odt", ".fodt", ".rtf", ".txt",
-    ".xlsx", ".xlsm", ".xltx", ".xls", ".ods", ".fods", ".csv",
-    ".pptx", ".pptm", ".ppsx", ".ppt", ".pps", ".odp", ".fodp",
+    ".docx", ".docm", ".dotx", ".dotm", ".doc", ".dot", ".odt", ".ott", ".fodt", ".rtf", ".txt",
+    ".wps", ".wri", ".wpd", ".wp", ".wp5", ".wp6", ".sdw", ".sxw", ".pages",
+    ".xlsx", ".xlsm", ".xltx", ".xltm", ".xlsb", ".xls", ".xlt", ".ods", ".ots", ".fods", ".csv", ".dif",
+    ".wk1", ".wks", ".wk3", ".wk4", ".123", ".sdc", ".sxc", ".numbers",
+    ".pptx", ".pptm", ".ppsx", ".ppsm", ".potx", ".potm", ".ppt", ".pps", ".pot", ".odp", ".otp", ".fodp",
+    ".sdd", ".sxi", ".key",
+    ".odg", ".otg", ".fodg", ".sda", ".sxd", ".vsd", ".vsdx", ".vsdm", ".pub",
+    # Not converted, but common enough that its owner should get the failure record saying what to do instead.
+    ".hwp",
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

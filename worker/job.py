@@ -174,6 +174,9 @@ class Job:
 
     def run(self, event: ObjectEvent) -> JobResult:
         ignored = ignore_reason(self.config, event)
+        if ignored is Ignore.SUFFIX:
+            suffix = posixpath.splitext(event.name)[1].lower() or "(none)"
+            return JobResult(Outcome.IGNORED, ignored.value, f"suffix {suffix} is not in INPUT_SUFFIXES")
         if ignored is not None:
             return JobResult(Outcome.IGNORED, ignored.value, f"{ignored.value}: {event.name}")
         pdf_name, alt_name, record_name = output_names(self.config, event.name)

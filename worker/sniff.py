@@ -13,8 +13,8 @@ import posixpath
 import re
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote
@@ -25,10 +25,12 @@ import olefile
 
 from worker import xml_guard
 from worker.errors import Reason, WorkerError
+from worker.formats import FORMATS, Family, unsupported
 
 __all__ = ["Family", "Sniffed", "sniff"]
 
 _HEAD_BYTES = 64 * 2**10  # what we read from the start of every file
+_XML_PROLOG_BYTES = 8 * 2**10  # an index part's root element must start within this many bytes
 _SMALL_PART_BYTES = 4 * 2**20  # [Content_Types].xml, .rels and manifest.xml are read whole up to this size
 _MAX_CENTRAL_DIRECTORY_BYTES = 64 * 2**20
 _WHITESPACE_SCAN_BYTES = 64 * 2**20  # how far we look for content in a file that starts with whitespace
@@ -41,26 +43,8 @@ _MAX_DECRYPT_BYTES = 64 * 2**20
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_IMAGE_MAGICS = (
-    b"\x89PNG\r\n\x1a\n",
-    b"\xff\xd8\xff",
-    b"GIF87a",
-    b"GIF89a",
-    b"II*\x00",
-    b"MM\x00*",
-)
-_TEXT_NAMES = (".txt", ".csv")
-_TEXT_KINDS = ("txt", "csv")
+_TEXT_KINDS = ("txt", "csv")  # loaded by the text filters: LibreOffice never parses them as markup
 _XML_PART_SUFFIXES = (".xml", ".rels", ".vml", ".svg")
-
-
-class Family(StrEnum):
-    """The LibreOffice application that loads a document, which decides the PDF export filter."""
-
-    TEXT = "text"
-    SPREADSHEET = "spreadsheet"
-    PRESENTATION = "presentation"
-    DRAWING = "drawing"
 
 
 @dataclass(frozen=True)
@@ -72,47 +56,6 @@ class Sniffed:
     import_filter: str
     extension: str
 
-
-_T, _S, _P, _D = Family.TEXT, Family.SPREADSHEET, Family.PRESENTATION, Family.DRAWING
-
-# kind -> (family, LibreOffice 7.4 import filter); every name was loaded with `soffice --infilter=...`.
-_FORMATS: dict[str, tuple[Family, str]] = {
-    "docx": (_T, "MS Word 2007 XML"),
-    "docm": (_T, "MS Word 2007 XML VBA"),
-    "dotx": (_T, "MS Word 2007 XML Template"),
-    "dotm": (_T, "MS Word 2007 XML Template"),
-    "xlsx": (_S, "Calc MS Excel 2007 XML"),
-    "xlsm": (_S, "Calc MS Excel 2007 VBA XML"),
-    "xltx": (_S, "Calc MS Excel 2007 XML Template"),
-    "xltm": (_S, "Calc MS Excel 2007 XML Template"),
-    "xlsb": (_S, "Calc MS Excel 2007 Binary"),
-    "pptx": (_P, "Impress MS PowerPoint 2007 XML"),
-    "pptm": (_P, "Impress MS PowerPoint 2007 XML VBA"),
-    # Slide shows load with the ordinary filter: the AutoPlay one would try to start the show.
-    "ppsx": (_P, "Impress MS PowerPoint 2007 XML"),
-    "ppsm": (_P, "Impress MS PowerPoint 2007 XML VBA"),
-    "potx": (_P, "Impress MS PowerPoint 2007 XML Template"),
-    "potm": (_P, "Impress MS PowerPoint 2007 XML Template"),
-    "odt": (_T, "writer8"),
-    "ott": (_T, "writer8_template"),
-    "ods": (_S, "calc8"),
-    "ots": (_S, "calc8_template"),
-    "odp": (_P, "impress8"),
-    "otp": (_P, "impress8_template"),
-    "odg": (_D, "draw8"),
-    "otg": (_D, "draw8_template"),
-    "fodt": (_T, "OpenDocument Text Flat XML"),
-    "fods": (_S, "OpenDocument Spreadsheet Flat XML"),
-    "fodp": (_P, "OpenDocument Presentation Flat XML"),
-    "fodg": (_D, "OpenDocument Drawing Flat XML"),
-    "doc": (_T, "MS Word 97"),
-    "xls": (_S, "MS Excel 97"),
-    "ppt": (_P, "MS PowerPoint 97"),
-    "rtf": (_T, "Rich Text Format"),
-    "txt": (_T, "Text (encoded)"),
-    "csv": (_S, "Text - txt - csv (StarCalc)"),
-    "word2003xml": (_T, "MS Word 2003 XML"),
-}
 
 _OOXML_MAIN_TYPES: dict[str, str] = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml": "docx",
@@ -130,6 +73,8 @@ _OOXML_MAIN_TYPES: dict[str, str] = {
     "application/vnd.ms-powerpoint.slideshow.macroenabled.main+xml": "ppsm",
     "application/vnd.openxmlformats-officedocument.presentationml.template.main+xml": "potx",
     "application/vnd.ms-powerpoint.template.macroenabled.main+xml": "potm",
+    "application/vnd.ms-visio.drawing.main+xml": "vsdx",
+    "application/vnd.ms-visio.drawing.macroenabled.main+xml": "vsdm",
 }
 
 _ODF_MIMETYPES: dict[str, str] = {
@@ -141,6 +86,10 @@ _ODF_MIMETYPES: dict[str, str] = {
     "application/vnd.oasis.opendocument.presentation-template": "otp",
     "application/vnd.oasis.opendocument.graphics": "odg",
     "application/vnd.oasis.opendocument.graphics-template": "otg",
+    "application/vnd.sun.xml.writer": "sxw",
+    "application/vnd.sun.xml.calc": "sxc",
+    "application/vnd.sun.xml.impress": "sxi",
+    "application/vnd.sun.xml.draw": "sxd",
 }
 
 _FLAT_ODF_MIMETYPES: dict[str, str] = {
@@ -150,10 +99,13 @@ _FLAT_ODF_MIMETYPES: dict[str, str] = {
     "application/vnd.oasis.opendocument.graphics": "fodg",
 }
 
-_OFFICE_DOCUMENT_REL = re.compile(r"/relationships/officeDocument$")
+# Visio's package relationship names its main part with its own type instead of officeDocument.
+_OFFICE_DOCUMENT_REL = re.compile(r"(/relationships/officeDocument|/visio/2010/relationships/document)$")
 
 _MSG_ENCRYPTED = "the file is an encrypted Office document; remove the password and upload again"
-_MSG_DAMAGED = "the file is damaged and cannot be read; save it again from the application that made it"
+_ADVICE_RESAVE = "save it again from the application that made it and upload again"
+_ADVICE_BOMB = "office applications never write files like this; upload the document as its application saved it"
+_MSG_DAMAGED = "the file is damaged and cannot be read; " + _ADVICE_RESAVE
 
 
 def sniff(
@@ -170,7 +122,10 @@ def sniff(
             fp.seek(0)
             head = fp.read(_HEAD_BYTES)
             if size == 0:
-                raise WorkerError(Reason.EMPTY, "the file is empty")
+                raise WorkerError(
+                    Reason.EMPTY,
+                    "the file is empty; upload the document again (the upload may have been cut short)",
+                )
             _refuse_if_blank(fp, head, size)
             if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
                 return _sniff_zip(fp, size, max_uncompressed_bytes, max_entries)
@@ -180,7 +135,7 @@ def sniff(
         _refuse_hostile_stream(path, sniffed, head)
     except OSError as exc:
         # Only a file system error reaches here; parsers translate their own OSErrors into CORRUPT.
-        raise WorkerError(Reason.CORRUPT, "the file could not be read") from exc
+        raise WorkerError(Reason.CORRUPT, "the file could not be read; upload it again") from exc
     return sniffed
 
 
@@ -191,37 +146,141 @@ def _refuse_if_blank(fp: BinaryIO, head: bytes, size: int) -> None:
     seen = len(head)
     while seen < size:
         if seen >= _WHITESPACE_SCAN_BYTES:
-            raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file starts with a huge run of blank space")
+            raise WorkerError(
+                Reason.UNSUPPORTED_TYPE,
+                "the file starts with a huge run of blank space; " + _ADVICE_RESAVE,
+            )
         chunk = fp.read(2**20)
         if not chunk or chunk.strip():
             return
         seen += len(chunk)
-    raise WorkerError(Reason.EMPTY, "the file contains only blank space")
+    raise WorkerError(Reason.EMPTY, "the file contains only blank space; upload the document with its content")
 
 
 def _sniff_head(head: bytes, size: int, name_hint: str) -> Sniffed:
-    """Recognise single-stream formats (RTF, flat XML, plain text) and refuse well-known non-documents."""
+    """Recognise single-stream formats (RTF, legacy binaries, flat XML, plain text) and name non-documents."""
     body = head.removeprefix(codecs.BOM_UTF8)
     if body.startswith(b"{\\rtf"):
         return _sniffed("rtf")
+    binary = _sniff_binary_head(head)
+    if binary is not None:
+        return binary
     if b"%PDF-" in head[:1024]:
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is already a PDF")
-    if head.startswith(_IMAGE_MAGICS) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is an image, not an office document")
+        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is already a PDF; it needs no conversion: use it as it is")
     text = _decode_text(head, complete=size <= len(head))
     if text is not None and text.lstrip().startswith("<"):
         sniffed = _sniff_flat_xml(text, complete=size <= len(head))
         if sniffed is not None:
             return sniffed
-    if text is None:
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is not a document type we can convert")
     suffix = Path(name_hint).suffix.lower()
+    if text is None:
+        for magics, description in _NON_DOCUMENTS:
+            if head.startswith(magics):
+                raise unsupported(description, _ADVICE_NON_DOCUMENT)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            raise unsupported("an image (WebP), not an office document", _ADVICE_NON_DOCUMENT)
+        if _looks_like_wordperfect_42(head, complete=size <= len(head)):
+            return _sniffed("wpd")
+        raise WorkerError(
+            Reason.UNSUPPORTED_TYPE,
+            "the file is not a document type we can convert; " + _ADVICE_UNKNOWN,
+        )
+    if _DIF_HEADER.match(text):
+        return _sniffed("dif")
     if suffix in _TEXT_NAMES:
-        return _sniffed(suffix[1:])
+        return _sniffed(_TEXT_NAMES[suffix])
     raise WorkerError(
         Reason.UNSUPPORTED_TYPE,
-        "the file is plain text; plain text is only converted when its name ends in .txt or .csv",
+        "the file is plain text; plain text is only converted when its name ends in .txt or .csv:"
+        " rename it and upload again",
     )
+
+
+def _sniff_binary_head(head: bytes) -> Sniffed | None:
+    """Recognise the legacy single-stream binaries LibreOffice imports by their fixed headers."""
+    if head.startswith(b"\xffWPC") and len(head) >= 16:
+        # WordPerfect 5-X prefix: product 1 (WordPerfect), file type 10 (document); bytes 12-13 an encryption key.
+        if head[9] != 10:
+            raise unsupported("a WordPerfect file that is not a document (a graphic, macro or printer file)")
+        if head[12:14] != b"\x00\x00":
+            raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
+        return _sniffed("wpd")
+    if head.startswith(b"\x00\x00\x02\x00") and head[4:6] in (b"\x04\x04", b"\x05\x04", b"\x06\x04"):
+        return _sniffed("wk1")  # BOF record, Lotus 1-2-3 release 1-2 (WKS/WK1)
+    if head.startswith(b"\x00\x00\x1a\x00") and head[5:6] == b"\x10":
+        # BOF record of 1-2-3 release 3 and later: the file version picks WK3, WK4 or 1-2-3 97 (.123).
+        return _sniffed({0: "wk3", 1: "wk4", 2: "wk4"}.get(head[4], "123"))
+    # BOF record of a BIFF2, BIFF3 or BIFF4 file (Excel 2.x to 4.0, outside any compound file) whose document
+    # type is a worksheet (0x10) or a BIFF4 workbook (0x100).
+    if (
+        head[:2] in (b"\x09\x00", b"\x09\x02", b"\x09\x04")
+        and head[2:4] in (b"\x04\x00", b"\x06\x00")
+        and head[6:8] in (b"\x10\x00", b"\x00\x01")
+    ):
+        return _sniffed("xls4")
+    if head[:2] in (b"\x31\xbe", b"\x32\xbe") and head[2:6] == b"\x00\x00\x00\xab":
+        return _sniffed("wri")  # Windows Write (wIdent, wTool 0xAB00)
+    return None
+
+
+def _looks_like_wordperfect_42(head: bytes, *, complete: bool) -> bool:
+    """WordPerfect 4.2 has no header: accept only bytes whose function groups are all closed as the format says.
+
+    Codes 0xC0-0xFE open a group that the same byte closes, at a fixed distance or (variable groups) later;
+    0xFF never appears. Random binary data breaks these rules within a few hundred bytes.
+    """
+    groups = 0
+    at = 0
+    end = len(head)
+    while at < end:
+        code = head[at]
+        at += 1
+        if code < 0xC0:
+            continue
+        if code == 0xFF:
+            return False
+        size = _WP42_GROUP_SIZES[code - 0xC0]
+        if size < 0:
+            close = head.find(bytes([code]), at)
+            if close < 0:
+                return not complete and groups > 0
+            at = close + 1
+        else:
+            if at + size - 2 >= end:
+                return not complete and groups > 0
+            if head[at + size - 2] != code:
+                return False
+            at += size - 1
+        groups += 1
+    return groups > 0
+
+
+# Length of each WordPerfect 4.2 function group 0xC0-0xFE, codes included; -1 where the length varies.
+_WP42_GROUP_SIZES = (
+    6, 4, 3, 5, 5, 6, 4, 6, 8, 42, 3, 6, 4, 3, 4, 3,
+    6, -1, -1, 4, 4, 4, 6, -1, 4, 4, 4, 4, -1, 24, 4, -1,
+    4, 3, -1, 150, 6, 23, 11, 3, 3, -1, -1, -1, 4, -1, 44, 18,
+    6, 106, -1, 100, 4, -1, 5, -1, -1, -1, -1, -1, -1, -1, -1,
+)
+# Data Interchange Format: a TABLE header item, then its vector/value line "0,1".
+_DIF_HEADER = re.compile(r'\ATABLE\r?\n0,1\r?\n"')
+# Plain text converts when its name says it is text. NASA's Directory Interchange Format (.dif) is text too:
+# stock LibreOffice prints it as plain text, and so do we.
+_TEXT_NAMES = {".txt": "txt", ".csv": "csv", ".dif": "txt"}
+_NON_DOCUMENTS: tuple[tuple[tuple[bytes, ...], str], ...] = (
+    ((b"\x89PNG\r\n\x1a\n",), "an image (PNG), not an office document"),
+    ((b"\xff\xd8\xff",), "an image (JPEG), not an office document"),
+    ((b"GIF87a", b"GIF89a"), "an image (GIF), not an office document"),
+    ((b"II*\x00", b"MM\x00*"), "an image (TIFF), not an office document"),
+    ((b"\x1f\x8b",), "a gzip archive, not an office document"),
+    ((b"7z\xbc\xaf\x27\x1c",), "a 7-Zip archive, not an office document"),
+    ((b"Rar!\x1a\x07",), "a RAR archive, not an office document"),
+    ((b"MZ",), "a Windows program, not an office document"),
+    ((b"\x7fELF",), "a program, not an office document"),
+)
+_ADVICE_NON_DOCUMENT = "upload the office document itself (.docx, .xlsx, .pptx, .odt, ...)"
+_ADVICE_ARCHIVE = "unpack it and upload the documents inside one by one"
+_ADVICE_UNKNOWN = "save it as .docx, .xlsx, .pptx or OpenDocument in the application that made it, and upload again"
 
 
 def _decode_text(head: bytes, *, complete: bool) -> str | None:
@@ -271,8 +330,9 @@ def _sniff_flat_xml(text: str, *, complete: bool) -> Sniffed | None:
     return None
 
 
-def _xml_root(text: str, *, complete: bool, what: str) -> xml_guard.XmlRoot | None:
-    """The root element of a head that may be XML, vetting its prolog (None if it is not XML at all).
+def _xml_root(text: str | bytes, *, complete: bool, what: str) -> xml_guard.XmlRoot | None:
+    """The root element of a head (decoded text, or raw bytes in any encoding) that may be XML, vetting its
+    prolog (None if it is not XML at all).
 
     OOXML and ODF never need a DTD: one that defines entities is the billion-laughs family, and one that
     points at a URL would make a parser reach the network, so both are refused as hostile.
@@ -304,9 +364,12 @@ def _sniff_zip(fp: BinaryIO, size: int, max_uncompressed_bytes: int, max_entries
     """Identify an OOXML or ODF package from its central directory and a few small parts."""
     entry_count, directory_size = _zip_directory_size(fp, size)
     if entry_count > max_entries:
-        raise WorkerError(Reason.ZIP_BOMB, f"the file holds {entry_count} parts, more than the {max_entries} allowed")
+        raise WorkerError(
+            Reason.ZIP_BOMB,
+            f"the file holds {entry_count} parts, more than the {max_entries} allowed; " + _ADVICE_BOMB,
+        )
     if directory_size > _MAX_CENTRAL_DIRECTORY_BYTES:
-        raise WorkerError(Reason.ZIP_BOMB, "the file's table of contents is abnormally large")
+        raise WorkerError(Reason.ZIP_BOMB, "the file's table of contents is abnormally large; " + _ADVICE_BOMB)
     try:
         archive = zipfile.ZipFile(fp)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, struct.error) as exc:
@@ -323,8 +386,192 @@ def _sniff_zip(fp: BinaryIO, size: int, max_uncompressed_bytes: int, max_entries
         if "mimetype" in names or "META-INF/manifest.xml" in names:
             return _sniff_odf(archive, infos, names)
         if any(name.startswith(("word/", "xl/", "ppt/", "_rels/")) for name in names):
-            raise WorkerError(Reason.CORRUPT, "the file looks like an Office document but lacks [Content_Types].xml")
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is a zip archive, not an office document")
+            raise WorkerError(
+                Reason.CORRUPT,
+                "the file looks like an Office document but lacks [Content_Types].xml;"
+                " save it again from the application that made it and upload again",
+            )
+        iwork = _sniff_iwork(archive, names, (max_uncompressed_bytes, max_entries))
+        if iwork is not None:
+            return iwork
+        raise unsupported("a plain zip archive, not an office document", _ADVICE_ARCHIVE)
+
+
+# iWork '09 keeps its document in one XML part; the root element names the application.
+_IWORK_INDEX_PARTS = ("index.xml", "index.xml.gz", "index.apxl", "index.apxl.gz")
+_IWORK_ROOTS = {
+    ("document", "http://developer.apple.com/namespaces/sl"): "pages",
+    ("document", "http://developer.apple.com/namespaces/ls"): "numbers",
+    ("presentation", "http://developer.apple.com/namespaces/keynote2"): "key",
+}
+
+
+def _sniff_iwork(archive: zipfile.ZipFile, names: set[str], limits: tuple[int, int] | None) -> Sniffed | None:
+    """Identify an Apple Pages, Numbers or Keynote package by its index part; None for any other zip.
+
+    `limits` (the bomb limits) allow one level of nesting: a zipped bundle whose Index.zip is the package.
+    """
+    if "Index/Document.iwa" in names:
+        # iWork 2013 and later: the first archived message says Pages (10000) or Keynote/Numbers (1); only
+        # Keynote has slides. Pages files have a calculation engine too, so part names alone cannot tell.
+        head = _read_part(archive, archive.getinfo("Index/Document.iwa"), 256)
+        message_type = _iwa_first_message_type(head)
+        if message_type == _IWA_PAGES_DOCUMENT:
+            return _sniffed("pages")
+        if message_type == _IWA_KEYNOTE_OR_NUMBERS_DOCUMENT:
+            slides = any(name.startswith(("Index/Slide", "Index/MasterSlide")) for name in names)
+            return _sniffed("key" if slides else "numbers")
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file looks like an Apple iWork document but its Index/Document.iwa is not one;"
+            " export it again from Pages, Numbers or Keynote (as .docx, .xlsx or .pptx) and upload again",
+        )
+    index = next((name for name in _IWORK_INDEX_PARTS if name in names), None)
+    if index is None:
+        bundle = next((name for name in names if _IWORK_BUNDLE_INDEX.match(name)), None)
+        return None if bundle is None or limits is None else _sniff_iwork_bundle(archive, bundle, limits)
+    if archive.getinfo(index).compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # iWork '09 writes a password-protected document's index with its own (encrypting) method.
+        raise WorkerError(Reason.ENCRYPTED, "the file is a password-protected Apple iWork document; " + _NO_PASSWORD)
+    _refuse_hostile_parts(archive, archive.infolist())
+    if index.endswith(".gz"):
+        head = _gunzip_head(archive, archive.getinfo(index), limits[0] if limits else _MAX_IWORK_INDEX_BYTES)
+    else:
+        head = _read_part(archive, archive.getinfo(index), _XML_PROLOG_BYTES)
+    root = _xml_root(head, complete=len(head) < _XML_PROLOG_BYTES, what=f"the part {index}")
+    if root is not None:
+        for (local_name, namespace), kind in _IWORK_ROOTS.items():
+            if root.local_name == local_name and namespace in root.attributes.values():
+                return _sniffed(kind)
+    raise WorkerError(
+        Reason.CORRUPT,
+        f"the file looks like an Apple iWork document but its {index} is not one;"
+        " export it again from Pages, Numbers or Keynote (as .docx, .xlsx or .pptx) and upload again",
+    )
+
+
+def _gunzip_head(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_uncompressed_bytes: int) -> bytes:
+    """The head of a gzipped part, after streaming through all of it: the zip's own checks only saw the gzip
+    stream, and the office would inflate it whole, so a gzip bomb inside is refused here like a zip bomb."""
+    inflate = zlib.decompressobj(wbits=31)
+    head = b""
+    total = 0
+    limit = min(max_uncompressed_bytes, max(_BOMB_RATIO * info.compress_size, _BOMB_RATIO_MIN_BYTES))
+    try:
+        with archive.open(info) as part:
+            while chunk := part.read(2**20):
+                while chunk:
+                    data = inflate.decompress(chunk, 2**20)
+                    chunk = inflate.unconsumed_tail
+                    total += len(data)
+                    if len(head) < _XML_PROLOG_BYTES:
+                        head += data[: _XML_PROLOG_BYTES - len(head)]
+                    if total > limit:
+                        raise WorkerError(
+                            Reason.ZIP_BOMB,
+                            f"the file's {info.filename} expands at an impossible ratio (a gzip bomb); " + _ADVICE_BOMB,
+                        )
+                if inflate.eof:
+                    break
+    except WorkerError:
+        raise
+    except Exception as exc:  # zlib.error, BadZipFile (CRC), EOFError...
+        raise WorkerError(
+            Reason.CORRUPT, f"the file is damaged and cannot be read (part {info.filename}); " + _ADVICE_RESAVE
+        ) from exc
+    return head
+
+
+# A bundle zipped as a whole (Keynote 2018 and later "Presentation.key/Index.zip"): the package is the inner zip.
+_IWORK_BUNDLE_INDEX = re.compile(r"[^/]+\.(?:key|pages|numbers)/Index\.zip")
+_MAX_IWORK_INDEX_BYTES = 64 * 2**20  # Index.zip holds the document's protobuf parts only, never its media
+_NO_PASSWORD = "remove the password and upload again"
+
+
+def _sniff_iwork_bundle(archive: zipfile.ZipFile, name: str, limits: tuple[int, int]) -> Sniffed:
+    """Identify the zip inside a zipped iWork bundle, with the same bomb checks as any upload."""
+    info = archive.getinfo(name)
+    if info.file_size > _MAX_IWORK_INDEX_BYTES:
+        raise WorkerError(Reason.ZIP_BOMB, f"the file's {name} is abnormally large; " + _ADVICE_BOMB)
+    inner = io.BytesIO(_read_part(archive, info, _MAX_IWORK_INDEX_BYTES))
+    size = inner.seek(0, io.SEEK_END)
+    inner.seek(0)
+    entry_count, _ = _zip_directory_size(inner, size)
+    max_uncompressed_bytes, max_entries = limits
+    if entry_count > max_entries:
+        raise WorkerError(Reason.ZIP_BOMB, f"the file's {name} holds more than {max_entries} parts; " + _ADVICE_BOMB)
+    try:
+        package = zipfile.ZipFile(inner)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, struct.error) as exc:
+        raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
+    with package:
+        infos = package.infolist()
+        _refuse_bomb(infos, size, max_uncompressed_bytes, max_entries)
+        found = _sniff_iwork(package, {i.filename for i in infos}, None)
+    if found is None:
+        raise WorkerError(
+            Reason.CORRUPT,
+            f"the file looks like an Apple iWork document but its {name} is not one;"
+            " export it again from Pages, Numbers or Keynote (as .docx, .xlsx or .pptx) and upload again",
+        )
+    return found
+
+
+_IWA_PAGES_DOCUMENT = 10000  # TP.DocumentArchive
+_IWA_KEYNOTE_OR_NUMBERS_DOCUMENT = 1  # KN.DocumentArchive, TN.DocumentArchive
+
+
+def _iwa_first_message_type(head: bytes) -> int | None:
+    """The type of the first message in an .iwa part, from the literal that opens its first Snappy chunk.
+
+    An .iwa part is chunks (a zero byte, a 3-byte length, raw Snappy data); the data starts with an ArchiveInfo
+    (varint length, then protobuf: field 2 is a MessageInfo whose field 1 is the type). Writers begin the chunk
+    with a literal run long enough to hold it; anything else is not a part we recognise (None).
+    """
+    try:
+        if head[0] != 0:
+            return None
+        _, at = _varint(head, 4)  # the uncompressed length
+        tag = head[at]
+        at += 1
+        if tag & 0x3:
+            return None
+        length = (tag >> 2) + 1
+        if length > 60:  # the length itself follows in 1-4 bytes
+            width = length - 60
+            length = int.from_bytes(head[at : at + width], "little") + 1
+            at += width
+        literal = head[at : at + length]
+        info_length, at = _varint(literal, 0)
+        info = literal[at : at + info_length]
+        at = 0
+        while at < len(info):
+            key, at = _varint(info, at)
+            if key & 0x7 == 0:
+                _, at = _varint(info, at)
+            elif key & 0x7 == 2:
+                size, at = _varint(info, at)
+                if key >> 3 == 2:
+                    message_key, inner = _varint(info, at)
+                    return _varint(info, inner)[0] if message_key == 0x08 else None
+                at += size
+            else:
+                return None
+    except IndexError:
+        return None
+    return None
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """A protobuf/Snappy base-128 varint at `at`, and the position after it (IndexError if it is cut off)."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80 or shift > 56:
+            return value, at
+        shift += 7
 
 
 def _zip_directory_size(fp: BinaryIO, size: int) -> tuple[int, int]:
@@ -334,7 +581,10 @@ def _zip_directory_size(fp: BinaryIO, size: int) -> tuple[int, int]:
     tail = fp.read(tail_size)
     at = tail.rfind(_EMPTY_ZIP_MAGIC)
     if at < 0 or len(tail) - at < 22:
-        raise WorkerError(Reason.CORRUPT, "the file is truncated or damaged (its zip directory is missing)")
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file is truncated or damaged (its zip directory is missing); upload it again",
+        )
     entries, directory_size, directory_offset = struct.unpack("<10xHLL", tail[at : at + 20])
     if entries == 0xFFFF or directory_size == 0xFFFFFFFF or directory_offset == 0xFFFFFFFF:
         locator = tail[at - 20 : at] if at >= 20 else b""
@@ -352,7 +602,10 @@ def _zip_directory_size(fp: BinaryIO, size: int) -> tuple[int, int]:
 def _refuse_bomb(infos: list[zipfile.ZipInfo], size: int, max_uncompressed_bytes: int, max_entries: int) -> None:
     """Refuse archives whose declared sizes, ratios or overlapping entries mark them as zip bombs."""
     if len(infos) > max_entries:
-        raise WorkerError(Reason.ZIP_BOMB, f"the file holds {len(infos)} parts, more than the {max_entries} allowed")
+        raise WorkerError(
+            Reason.ZIP_BOMB,
+            f"the file holds {len(infos)} parts, more than the {max_entries} allowed; " + _ADVICE_BOMB,
+        )
     total = sum(info.file_size for info in infos)
     if total > max_uncompressed_bytes:
         raise WorkerError(
@@ -362,13 +615,19 @@ def _refuse_bomb(infos: list[zipfile.ZipInfo], size: int, max_uncompressed_bytes
         )
     for info in infos:
         if info.file_size > _BOMB_RATIO_MIN_BYTES and info.file_size > _BOMB_RATIO * max(info.compress_size, 1):
-            raise WorkerError(Reason.ZIP_BOMB, "the file is compressed at an impossible ratio (a zip bomb)")
+            raise WorkerError(
+                Reason.ZIP_BOMB,
+                "the file is compressed at an impossible ratio (a zip bomb); " + _ADVICE_BOMB,
+            )
         if info.header_offset + info.compress_size > size:
-            raise WorkerError(Reason.CORRUPT, "the file is truncated or damaged (a part runs past its end)")
+            raise WorkerError(
+                Reason.CORRUPT,
+                "the file is truncated or damaged (a part runs past its end); upload it again",
+            )
     ordered = sorted(infos, key=lambda info: info.header_offset)
     for before, after in itertools.pairwise(ordered):
         if after.header_offset < before.header_offset + 30 + before.compress_size:
-            raise WorkerError(Reason.ZIP_BOMB, "the file's parts overlap each other (a zip bomb)")
+            raise WorkerError(Reason.ZIP_BOMB, "the file's parts overlap each other (a zip bomb); " + _ADVICE_BOMB)
 
 
 def _refuse_hostile_parts(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
@@ -441,7 +700,10 @@ def _read_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> b
         with archive.open(info) as part:
             return part.read(limit)
     except Exception as exc:  # BadZipFile (bad CRC), zlib.error, EOFError, NotImplementedError (odd compression)...
-        raise WorkerError(Reason.CORRUPT, f"the file is damaged and cannot be read (part {info.filename})") from exc
+        raise WorkerError(
+            Reason.CORRUPT,
+            f"the file is damaged and cannot be read (part {info.filename}); " + _ADVICE_RESAVE,
+        ) from exc
 
 
 def _read_small_part(archive: zipfile.ZipFile, name: str) -> bytes | None:
@@ -452,7 +714,7 @@ def _read_small_part(archive: zipfile.ZipFile, name: str) -> bytes | None:
         return None
     data = _read_part(archive, info, _SMALL_PART_BYTES + 1)
     if len(data) > _SMALL_PART_BYTES:
-        raise WorkerError(Reason.CORRUPT, f"the file's {name} part is abnormally large")
+        raise WorkerError(Reason.CORRUPT, f"the file's {name} part is abnormally large; " + _ADVICE_RESAVE)
     return data
 
 
@@ -461,7 +723,7 @@ def _parse_xml(data: bytes, name: str) -> ElementTree.Element:
     try:
         return ElementTree.fromstring(data)
     except ElementTree.ParseError as exc:
-        raise WorkerError(Reason.CORRUPT, f"the file's {name} part is not well-formed XML") from exc
+        raise WorkerError(Reason.CORRUPT, f"the file's {name} part is not well-formed XML; " + _ADVICE_RESAVE) from exc
 
 
 def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
@@ -478,7 +740,10 @@ def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
             overrides[unquote(element.get("PartName", "")).lower()] = content_type
     rels = _read_small_part(archive, "_rels/.rels")
     if rels is None:
-        raise WorkerError(Reason.CORRUPT, "the file is an incomplete Office document (no package relationships)")
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file is an incomplete Office document (no package relationships); " + _ADVICE_RESAVE,
+        )
     main_part = None
     for element in _parse_xml(rels, "_rels/.rels"):
         if (
@@ -489,14 +754,17 @@ def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
             main_part = posixpath.normpath(posixpath.join("/", target))
             break
     if main_part is None:
-        raise WorkerError(Reason.CORRUPT, "the file is an incomplete Office document (no main part)")
+        raise WorkerError(Reason.CORRUPT, "the file is an incomplete Office document (no main part); " + _ADVICE_RESAVE)
     zip_names = {name.lower(): name for name in names}
     if main_part[1:].lower() not in zip_names:
-        raise WorkerError(Reason.CORRUPT, f"the file is an incomplete Office document ({main_part} is missing)")
+        raise WorkerError(
+            Reason.CORRUPT,
+            f"the file is an incomplete Office document ({main_part} is missing); " + _ADVICE_RESAVE,
+        )
     content_type = overrides.get(main_part.lower()) or defaults.get(posixpath.splitext(main_part)[1][1:].lower(), "")
     kind = _OOXML_MAIN_TYPES.get(content_type)
     if kind is None:
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is an Office Open XML type we cannot convert")
+        raise unsupported("an Office Open XML package that is not a document (an add-in, a theme, ...)")
     return _sniffed(kind)
 
 
@@ -518,9 +786,12 @@ def _sniff_odf(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: se
                 break
     kind = _ODF_MIMETYPES.get(mimetype)
     if kind is None:
-        raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is a packaged document type we cannot convert")
+        raise unsupported(f"a zip package of another kind ({mimetype or 'without a media type'})")
     if "content.xml" not in names:
-        raise WorkerError(Reason.CORRUPT, "the file is an incomplete OpenDocument file (content.xml is missing)")
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file is an incomplete OpenDocument file (content.xml is missing); " + _ADVICE_RESAVE,
+        )
     return _sniffed(kind)
 
 
@@ -531,40 +802,96 @@ def _sniff_ole(fp: BinaryIO, max_uncompressed_bytes: int, max_entries: int) -> S
     """Identify a compound file by its main stream and refuse the password-protected ones."""
     try:
         ole = olefile.OleFileIO(fp)
-        has = {name: bool(ole.exists(name)) for name in _OLE_STREAMS}
+        streams = {"/".join(entry) for entry in ole.listdir(streams=True, storages=False)}
     except Exception as exc:  # olefile signals malformed input with many exception types
         raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
     # olefile only logs sectors past the end of the file; they are the mark of a truncated upload. Other
     # defects it tolerates (a stream referenced twice, ...) come from real writers, msoffcrypto's among them.
     if any(marker in str(issue) for _, issue in ole.parsing_issues for marker in _TRUNCATION_ISSUES):
         raise WorkerError(Reason.CORRUPT, "the file is truncated or damaged; upload it again")
-    if has["EncryptionInfo"] and has["EncryptedPackage"]:
+    if {"EncryptionInfo", "EncryptedPackage"} <= streams:
         return _sniff_encrypted_ooxml(fp, max_uncompressed_bytes, max_entries)
-    if has["WordDocument"]:
-        kind = "doc"
-    elif has["Workbook"]:
-        kind = "xls"
-    elif has["PowerPoint Document"]:
-        kind = "ppt"
-    elif has["Book"]:
-        # Excel 5.0/95 (BIFF5): msoffcrypto cannot check it; a password shows as a LibreOffice load failure.
-        return Sniffed("xls", Family.SPREADSHEET, "MS Excel 95", ".xls")
-    else:
-        raise WorkerError(Reason.CORRUPT, "the file is an OLE2 container without a Word, Excel or PowerPoint document")
-    if _legacy_is_encrypted(fp, kind):
+    kind = _ole_kind(ole, streams)
+    if kind in ("doc", "xls", "ppt"):
+        if _legacy_is_encrypted(fp, kind):
+            raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
+    elif kind in ("doc95", "xls95") and _pre97_is_encrypted(ole, kind):
         raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
     return _sniffed(kind)
 
 
+def _ole_kind(ole: olefile.OleFileIO, streams: set[str]) -> str:
+    """Name the document a compound file holds from its stream names (and, for Word, the FIB's version)."""
+    if "WordDocument" in streams:
+        # nFib: 101 is Word 6.0, 104 Word 95, 193 and above Word 97 to 365.
+        fib = _read_stream(ole, "WordDocument", 4)
+        return "doc95" if len(fib) == 4 and struct.unpack("<H", fib[2:4])[0] < 193 else "doc"
+    if "Workbook" in streams:
+        return "xls"
+    if "Book" in streams:
+        return "xls95"
+    if "PowerPoint Document" in streams:
+        return "ppt"
+    for stream, kind in _OLE_MAIN_STREAMS:
+        if stream in streams:
+            return kind
+    if "StarDrawDocument3" in streams:
+        # StarImpress and StarDraw 5 share the stream; the class name in CompObj says which application wrote it.
+        return "sdd" if b"StarImpress" in _read_stream(ole, "\x01CompObj", 4096) else "sda"
+    if "MN0" in streams or _read_stream(ole, "CONTENTS", 8) in (b"CHNKWKS ", b"CHNKINK "):
+        return "wps"  # Works 3-4 keep the text in MN0, Works 4.5-2000 in chunked CONTENTS
+    if _read_stream(ole, "FileHeader", 17) == b"HWP Document File":
+        raise unsupported(
+            "a Hangul Word Processor (HWP 5) document",
+            "open it in Hangul (or Hancom Office), save it as .docx, and upload again",
+        )
+    if streams & {"1Table", "0Table", "Current User", "Pictures"}:
+        raise WorkerError(
+            Reason.CORRUPT,
+            "the file is a damaged Word, Excel or PowerPoint file (its main part is missing);"
+            " save it again from the application that made it and upload again",
+        )
+    if any(stream.startswith("__substg1.0_") for stream in streams):
+        raise unsupported("an Outlook message", "save its attachments or its text as a document and upload those")
+    raise unsupported("a compound file (OLE2) holding none of the document formats we convert")
+
+
 _TRUNCATION_ISSUES = ("out of range", "incomplete")
-_OLE_STREAMS = (
-    "EncryptionInfo",
-    "EncryptedPackage",
-    "WordDocument",
-    "Workbook",
-    "Book",
-    "PowerPoint Document",
+# A stream that alone names the document inside (checked after Word, Excel and PowerPoint).
+_OLE_MAIN_STREAMS = (
+    ("StarWriterDocument", "sdw"),
+    ("StarCalcDocument", "sdc"),
+    ("VisioDocument", "vsd"),
+    ("Quill/QuillSub/CONTENTS", "pub"),
 )
+
+
+def _read_stream(ole: olefile.OleFileIO, name: str, limit: int) -> bytes:
+    """The first `limit` bytes of a stream, or b"" if it is missing; a stream olefile cannot read is damage."""
+    if not ole.exists(name):
+        return b""
+    try:
+        with ole.openstream(name) as stream:
+            return bytes(stream.read(limit))
+    except Exception as exc:  # olefile raises OSError, struct.error, IndexError... on broken sector chains
+        raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
+
+
+def _pre97_is_encrypted(ole: olefile.OleFileIO, kind: str) -> bool:
+    """Word 6/95 sets fEncrypted in its FIB; an Excel 5/95 workbook with a password has a FILEPASS record."""
+    if kind == "doc95":
+        fib = _read_stream(ole, "WordDocument", 12)
+        return len(fib) == 12 and bool(fib[11] & 0x01)
+    book = _read_stream(ole, "Book", _HEAD_BYTES)
+    at = 0
+    while at + 4 <= len(book):
+        record, length = struct.unpack_from("<HH", book, at)
+        if record == 0x002F:  # FILEPASS
+            return True
+        if record == 0x000A:  # EOF of the workbook globals: FILEPASS can only come before it
+            return False
+        at += 4 + length
+    return False
 
 
 def _legacy_is_encrypted(fp: BinaryIO, kind: str) -> bool:
@@ -609,7 +936,6 @@ def _sniff_encrypted_ooxml(fp: BinaryIO, max_uncompressed_bytes: int, max_entrie
 
 
 def _sniffed(kind: str) -> Sniffed:
-    """Build the result for a kind from the format table."""
-    family, import_filter = _FORMATS[kind]
-    extension = ".xml" if kind == "word2003xml" else f".{kind}"
-    return Sniffed(kind, family, import_filter, extension)
+    """Build the result for a kind from the format catalogue."""
+    known = FORMATS[kind]
+    return Sniffed(kind, known.family, known.import_filter, known.extension)

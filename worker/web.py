@@ -6,6 +6,7 @@ The one table mapping results and errors to HTTP statuses is here (Pub/Sub acks 
 from __future__ import annotations
 
 import logging
+import posixpath
 import threading
 import time
 from collections.abc import Callable
@@ -138,6 +139,8 @@ def create_app(
                           kind=result.kind, durations={k: round(v, 4) for k, v in result.durations.items()},
                           input_bytes=result.input_bytes, output_bytes=result.output_bytes,
                           total_s=round(time.monotonic() - started, 4))
+            if result.reason == Ignore.SUFFIX.value:
+                fields["suffix"] = posixpath.splitext(parsed.name)[1].lower()
             level = {Outcome.FAILED: logging.ERROR, Outcome.RETRY: logging.WARNING}.get(result.outcome, logging.INFO)
             text = f"{result.outcome.value}: gs://{parsed.bucket}/{parsed.name}"
             if result.message:

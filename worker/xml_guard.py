@@ -41,7 +41,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 _MAX_ENTITIES = 32  # Illustrator declares about a dozen namespace constants
 _MAX_ENTITY_CHARS = 1024
 _MAX_EXPANSION_CHARS = 2**20  # all references together
-_W3C_DTDS = ("http://www.w3.org/", "https://www.w3.org/")  # Inkscape, Illustrator and most SVG writers cite these
+# Public DTDs real writers cite, never fetched by us or by LibreOffice: W3C (Inkscape, Illustrator and most SVG
+# writers), Apple's property lists (inside every iWork package).
+_WELL_KNOWN_DTDS = ("http://www.w3.org/", "https://www.w3.org/", "http://www.apple.com/DTDs/")
 _MAX_GUNZIP_BYTES = 64 * 2**20  # an .svgz bigger than this when inflated is a bomb, whatever LibreOffice thinks
 
 # How a part starts when it is XML in an encoding an XML processor can detect (XML 1.0 appendix F), or when it
@@ -376,8 +378,8 @@ class _Guard:
 
 
 def _harmless_dtd_reference(system_id: str) -> bool:
-    """A bare file name (OpenOffice.org's "Manifest.dtd") or a W3C DTD (SVG, XHTML): nobody fetches those."""
-    if system_id.startswith(_W3C_DTDS):
+    """A bare file name (OpenOffice.org's "Manifest.dtd") or a well-known public DTD: nobody fetches those."""
+    if system_id.startswith(_WELL_KNOWN_DTDS):
         return True
     return not any(c in system_id for c in "/\\:%&?#")
 

@@ -87,3 +87,38 @@ def test_bad_input_reasons_are_distinct_on_the_command_line(tmp_path: Path, temp
         assert result.returncode == 2
         reasons.add(result.stderr.split(": ")[2])
     assert reasons == {reason.value for reason in BAD_INPUT_REASONS.values()}
+
+
+FORMATS_CORPUS = Path(os.environ.get("DOCWORKER_CORPUS_DIR", REPO.parent / "shared")) / "corpus-formats"
+
+
+@pytest.fixture()
+def formats_corpus() -> Path:
+    if not (FORMATS_CORPUS / "MANIFEST.tsv").is_file():
+        pytest.skip(f"{FORMATS_CORPUS} is missing: set DOCWORKER_CORPUS_DIR")
+    return FORMATS_CORPUS
+
+
+def test_legacy_formats_convert_on_the_command_line(tmp_path: Path, template: Path, formats_corpus: Path) -> None:
+    """Word 6.0 (once loaded as "MS Word 97" and failed), Works and Lotus: one run, one PDF each, exit 0."""
+    names = ["testWORD6.doc", "testWORKS.wps", "testLotus123.wk1"]
+    (tmp_path / "out").mkdir()
+    result = run_cli([str(formats_corpus / "tika" / n) for n in names] + ["-o", str(tmp_path / "out")],
+                     tmp_path / "work", template)
+    assert result.returncode == 0, result.stderr
+    texts = {name: pdf_text(tmp_path / "out" / (Path(name).stem + ".pdf"))[1] for name in names}
+    assert "The quick brown fox jumps over the lazy dog" in texts["testWORD6.doc"]
+    assert "Microsoft Works" in texts["testWORKS.wps"]
+    assert "OBSERV" in texts["testLotus123.wk1"]
+
+
+def test_a_format_we_do_not_convert_is_named_on_the_command_line(
+    tmp_path: Path, template: Path, formats_corpus: Path
+) -> None:
+    out = tmp_path / "out.pdf"
+    src = formats_corpus / "tika" / "testHWP-v5b.hwp"
+    result = run_cli([str(src), "-o", str(out)], tmp_path / "work", template, SOFFICE_BIN=str(tmp_path / "none"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert ": unsupported_type: the file is a Hangul Word Processor (HWP 5) document" in result.stderr
+    assert "upload again" in result.stderr and not out.exists()

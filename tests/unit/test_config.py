@@ -65,3 +65,18 @@ def test_serve_with_bad_settings_exits_2_with_one_line_and_no_traceback() -> Non
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "bad_config" in lines[0] and "OUTPUT_BUCKET" in lines[0] and "PORT" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_default_suffixes_cover_every_format_we_convert() -> None:
+    """A push is only looked at when its name is listed: every kind in the catalogue must be, or it is ignored."""
+    from worker.formats import FORMATS
+
+    # .xml is too general to watch by default (Word 2003 XML still converts through `worker convert`).
+    extensions = {fmt.extension for fmt in FORMATS.values()} - {".xml"}
+    assert extensions <= set(DEFAULT_SUFFIXES), sorted(extensions - set(DEFAULT_SUFFIXES))
+    assert len(DEFAULT_SUFFIXES) == len(set(DEFAULT_SUFFIXES))
+    assert all(s == s.lower() and s.startswith(".") for s in DEFAULT_SUFFIXES)
+    assert {".xlsb", ".wps", ".wpd", ".wri", ".wk1", ".123", ".vsd", ".pub", ".pages", ".key", ".dif"} <= set(
+        DEFAULT_SUFFIXES
+    )
+    assert ".hwp" in DEFAULT_SUFFIXES  # refused by name with advice, rather than ignored without a word

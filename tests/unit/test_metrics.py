@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import subprocess
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from worker.auth import AuthSettings, PushAuthenticator
 from worker.config import Config, OfficeSettings
-from worker.job import JobResult, Outcome
+from worker.job import Job, JobResult, Outcome
 from worker.metrics import CONTENT_TYPE, STAGES, Metrics
 from worker.office import RestartReason, State
 from worker.office.pool import InstanceStatus
 from worker.web import Lifecycle, create_app
+
+ENVELOPES = Path(__file__).resolve().parents[1] / "data" / "envelopes"
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -271,3 +276,20 @@ def test_metrics_route_serves_the_registry_as_prometheus_text():
 def test_no_path_ends_in_z(path: str):
     client, _, _ = make_app(FakePool())
     assert client.get(path).status_code == 404
+
+
+def test_an_upload_outside_the_suffix_list_is_acked_logged_with_its_suffix_and_counted(tmp_path, caplog):
+    """Ignored by design, never without a trace: one log line naming the object, the reason and the suffix."""
+    config = Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode="off")
+    client, metrics, _ = make_app(FakePool(), job=Job(config, pool=None, store=None))  # type: ignore[arg-type]
+    body = json.loads((ENVELOPES / "push-gcs-payload-none.json").read_text())["body"]
+    body["message"]["attributes"]["objectId"] = "scans/letter.HWP"
+    with caplog.at_level(logging.INFO, logger="worker"):
+        assert client.post("/", json=body).status_code == 204
+    lines = [r for r in caplog.records if getattr(r, "fields", {}).get("object") == "scans/letter.HWP"]
+    assert len(lines) == 1
+    fields = lines[0].fields  # type: ignore[attr-defined]
+    assert (fields["outcome"], fields["reason"], fields["suffix"]) == ("ignored", "suffix", ".hwp")
+    assert ".hwp" in lines[0].getMessage() and "INPUT_SUFFIXES" in lines[0].getMessage()
+    s = samples_of(metrics.exposition().decode())
+    assert get(s, "worker_jobs_total", outcome="ignored", reason="suffix") == 1

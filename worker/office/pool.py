@@ -595,5 +595,6 @@ def _fault_message(fault: xmlrpc.client.Fault) -> str:
         text = text.split(">:", 1)[1]
     text = text.strip() or "LibreOffice could not convert the document"
     if "Could not load document" in text:
-        return "LibreOffice could not load the document (corrupt or not the format its name says)"
+        return ("LibreOffice could not load the document (damaged, or a variant of its format it cannot read);"
+                " save it again from the application that made it and upload again")
     return text.splitlines()[0][:300]

@@ -114,12 +114,15 @@ def make_dde_docx(path: Path) -> None:
     write_docx(path, body)
 
 
-def write_odt(path: Path, body_xml: str, *, scripts_xml: str = "", extra: dict[str, str] | None = None) -> None:
+def write_odt(
+    path: Path, body_xml: str, *, scripts_xml: str = "", extra: dict[str, str] | None = None,
+    root_namespaces: str = "",
+) -> None:
     """Write a minimal .odt (stored mimetype first, manifest of every part) with `body_xml` as office:text."""
     extra = extra or {}
     content = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<office:document-content {_ODF_NAMESPACES} office:version="1.3">'
+        f'<office:document-content {_ODF_NAMESPACES} {root_namespaces} office:version="1.3">'
         f"{scripts_xml}<office:body><office:text>{body_xml}</office:text></office:body></office:document-content>"
     )
     entries = ["content.xml", *extra]
@@ -204,3 +207,99 @@ def make_macro_onload_odt(path: Path, marker_path: Path) -> None:
             "Basic/Standard/Module1.xml": module,
         },
     )
+
+
+# --- nesting bombs: structures LibreOffice lays out recursively ---------------------------------------------------
+
+_TBL_OPEN = (
+    '<w:tbl><w:tblPr><w:tblW w:w="0" w:type="auto"/></w:tblPr><w:tblGrid><w:gridCol w:w="2000"/></w:tblGrid>'
+    "<w:tr><w:tc><w:tcPr><w:tcW w:w=\"0\" w:type=\"auto\"/></w:tcPr>"
+)
+_TBL_CLOSE = "<w:p/></w:tc></w:tr></w:tbl>"
+
+
+def make_nested_tables_docx(path: Path, depth: int) -> Path:
+    """A .docx whose single table holds a table in its cell, `depth` levels deep (w:tbl in w:tc)."""
+    body = _TBL_OPEN * depth + paragraph(f"docworker table depth {depth}") + _TBL_CLOSE * depth
+    write_docx(path, paragraph("nested tables below") + body)
+    return path
+
+
+def make_nested_sdt_docx(path: Path, depth: int) -> Path:
+    """A .docx with `depth` nested block content controls (w:sdt/w:sdtContent): plain element depth, no layout."""
+    inner = paragraph(f"docworker sdt depth {depth}")
+    body = "<w:sdt><w:sdtContent>" * depth + inner + "</w:sdtContent></w:sdt>" * depth
+    write_docx(path, body)
+    return path
+
+
+_ODF_TABLE_NS = 'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"'
+
+
+def make_nested_tables_odt(path: Path, depth: int) -> Path:
+    """An .odt whose table holds a table in its cell, `depth` levels deep (table:table in table:table-cell)."""
+    opening = "<table:table><table:table-column/><table:table-row><table:table-cell>"
+    closing = "</table:table-cell></table:table-row></table:table>"
+    body = opening * depth + f"<text:p>docworker table depth {depth}</text:p>" + closing * depth
+    write_odt(path, body, root_namespaces=_ODF_TABLE_NS)
+    return path
+
+
+def make_nested_spans_odt(path: Path, depth: int) -> Path:
+    """An .odt paragraph with `depth` nested text:span elements: plain element depth inside one paragraph."""
+    body = "<text:p>" + "<text:span>" * depth + f"docworker span depth {depth}" + "</text:span>" * depth + "</text:p>"
+    write_odt(path, body)
+    return path
+
+
+def make_nested_tables_rtf(path: Path, depth: int) -> Path:
+    r"""An .rtf with tables nested `depth` deep (\itapN nested cells, \nestrow), the RTF 1.8 way Word writes them."""
+    lines = [r"{\rtf1\ansi\deff0{\fonttbl{\f0 Helvetica;}}\f0\fs20 nested tables below\par"]
+
+    def level(n: int) -> None:
+        # a cell at nesting level n holds (for n < depth) a complete table of level n+1, then its own text
+        if n < depth:
+            level(n + 1)
+        end_cell = r"\cell" if n == 1 else r"\nestcell"
+        lines.append(rf"\pard\intbl\itap{n} level {n}{end_cell}")
+        row_props = r"\trowd\cellx4000"
+        if n == 1:
+            lines.append(rf"{row_props}\row")
+        else:
+            lines.append(rf"{{\*\nesttableprops{row_props}\nestrow}}{{\nonesttables\par}}")
+
+    level(1)
+    lines.append(r"\pard docworker rtf depth " + str(depth) + r"\par}")
+    path.write_text("\n".join(lines), encoding="ascii")
+    return path
+
+
+def make_nested_groups_rtf(path: Path, depth: int) -> Path:
+    """An .rtf with `depth` nested `{...}` groups around one word (group depth, no tables)."""
+    path.write_text(r"{\rtf1\ansi " + "{" * depth + f"docworker group depth {depth}" + "}" * depth + r"\par}",
+                    encoding="ascii")
+    return path
+
+
+def make_nested_groups_pptx(path: Path, depth: int, template: Path) -> Path:
+    """A copy of the .pptx `template` whose first slide gets one shape inside `depth` nested groups (p:grpSp)."""
+    group_props = (
+        '<p:nvGrpSpPr><p:cNvPr id="{id}" name="Group {id}"/><p:cNvGrpSpPr/><p:nvPr/></p:nvGrpSpPr>'
+        '<p:grpSpPr><a:xfrm><a:off x="0" y="0"/><a:ext cx="914400" cy="914400"/><a:chOff x="0" y="0"/>'
+        '<a:chExt cx="914400" cy="914400"/></a:xfrm></p:grpSpPr>'
+    )
+    shape = (
+        f'<p:sp><p:nvSpPr><p:cNvPr id="{depth + 1000}" name="Deep"/><p:cNvSpPr/><p:nvPr/></p:nvSpPr>'
+        '<p:spPr><a:xfrm><a:off x="0" y="0"/><a:ext cx="914400" cy="914400"/></a:xfrm>'
+        '<a:prstGeom prst="rect"><a:avLst/></a:prstGeom></p:spPr>'
+        f"<p:txBody><a:bodyPr/><a:p><a:r><a:t>docworker group depth {depth}</a:t></a:r></a:p></p:txBody></p:sp>"
+    )
+    groups = "".join("<p:grpSp>" + group_props.format(id=500 + i) for i in range(depth))
+    nested = groups + shape + "</p:grpSp>" * depth
+    with zipfile.ZipFile(template) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "ppt/slides/slide1.xml":
+                data = data.replace(b"</p:spTree>", nested.encode() + b"</p:spTree>", 1)
+            target.writestr(item, data)
+    return path

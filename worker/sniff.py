@@ -23,13 +23,14 @@ from xml.etree import ElementTree
 import msoffcrypto
 import olefile
 
+from worker import xml_guard
 from worker.errors import Reason, WorkerError
 from worker.formats import FORMATS, Family, unsupported
 
 __all__ = ["Family", "Sniffed", "sniff"]
 
 _HEAD_BYTES = 64 * 2**10  # what we read from the start of every file
-_XML_PROLOG_BYTES = 8 * 2**10  # an XML part's root element must start within this many bytes
+_XML_PROLOG_BYTES = 8 * 2**10  # an index part's root element must start within this many bytes
 _SMALL_PART_BYTES = 4 * 2**20  # [Content_Types].xml, .rels and manifest.xml are read whole up to this size
 _MAX_CENTRAL_DIRECTORY_BYTES = 64 * 2**20
 _WHITESPACE_SCAN_BYTES = 64 * 2**20  # how far we look for content in a file that starts with whitespace
@@ -42,7 +43,8 @@ _MAX_DECRYPT_BYTES = 64 * 2**20
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_XML_PART_SUFFIXES = (".xml", ".rels", ".vml")
+_TEXT_KINDS = ("txt", "csv")  # loaded by the text filters: LibreOffice never parses them as markup
+_XML_PART_SUFFIXES = (".xml", ".rels", ".vml", ".svg")
 
 
 @dataclass(frozen=True)
@@ -99,11 +101,6 @@ _FLAT_ODF_MIMETYPES: dict[str, str] = {
 
 # Visio's package relationship names its main part with its own type instead of officeDocument.
 _OFFICE_DOCUMENT_REL = re.compile(r"(/relationships/officeDocument|/visio/2010/relationships/document)$")
-_XML_ROOT = re.compile(r"<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)([^>]*)>?")
-_FLAT_ODF_MIMETYPE = re.compile(r"""\b[\w.\-]+:mimetype\s*=\s*["']([^"']+)["']""")
-_DOCTYPE = re.compile(r"<!DOCTYPE", re.IGNORECASE)
-_ENTITY = re.compile(r"<!ENTITY", re.IGNORECASE)
-_EXTERNAL_ID_URL = re.compile(r"\b(?:SYSTEM|PUBLIC)\b[^>\[]*[A-Za-z][\w+.\-]*://", re.IGNORECASE)
 
 _MSG_ENCRYPTED = "the file is an encrypted Office document; remove the password and upload again"
 _ADVICE_RESAVE = "save it again from the application that made it and upload again"
@@ -134,10 +131,12 @@ def sniff(
                 return _sniff_zip(fp, size, max_uncompressed_bytes, max_entries)
             if head.startswith(_OLE_MAGIC):
                 return _sniff_ole(fp, max_uncompressed_bytes, max_entries)
+        sniffed = _sniff_head(head, size, name_hint)
+        _refuse_hostile_stream(path, sniffed, head)
     except OSError as exc:
         # Only a file system error reaches here; parsers translate their own OSErrors into CORRUPT.
         raise WorkerError(Reason.CORRUPT, "the file could not be read; upload it again") from exc
-    return _sniff_head(head, size, name_hint)
+    return sniffed
 
 
 def _refuse_if_blank(fp: BinaryIO, head: bytes, size: int) -> None:
@@ -314,16 +313,16 @@ def _sniff_flat_xml(text: str, *, complete: bool) -> Sniffed | None:
     root = _xml_root(text, complete=complete, what="the file")
     if root is None:
         return None
-    local_name, attributes = root
-    if local_name == "document" and "urn:oasis:names:tc:opendocument:xmlns:office:1.0" in attributes:
-        mime = _FLAT_ODF_MIMETYPE.search(attributes)
-        kind = _FLAT_ODF_MIMETYPES.get(mime.group(1).strip()) if mime else None
+    namespaces = set(root.attributes.values())
+    if root.local_name == "document" and "urn:oasis:names:tc:opendocument:xmlns:office:1.0" in namespaces:
+        mime = next((v for k, v in root.attributes.items() if k.rpartition(":")[2] == "mimetype"), "")
+        kind = _FLAT_ODF_MIMETYPES.get(mime.strip())
         if kind is None:
             raise WorkerError(Reason.UNSUPPORTED_TYPE, "the file is a flat OpenDocument type we cannot convert")
         return _sniffed(kind)
-    if local_name == "wordDocument" and "http://schemas.microsoft.com/office/word/2003/wordml" in attributes:
+    if root.local_name == "wordDocument" and "http://schemas.microsoft.com/office/word/2003/wordml" in namespaces:
         return _sniffed("word2003xml")
-    if local_name == "package" and "http://schemas.microsoft.com/office/2006/xmlPackage" in attributes:
+    if root.local_name == "package" and "http://schemas.microsoft.com/office/2006/xmlPackage" in namespaces:
         raise WorkerError(
             Reason.UNSUPPORTED_TYPE,
             "the file is a Flat OPC XML package, which cannot be converted; save it as .docx",
@@ -331,50 +330,31 @@ def _sniff_flat_xml(text: str, *, complete: bool) -> Sniffed | None:
     return None
 
 
-def _xml_root(text: str, *, complete: bool, what: str) -> tuple[str, str] | None:
-    """Vet the prolog, then return the root element's local name and attribute text (None if there is none).
+def _xml_root(text: str | bytes, *, complete: bool, what: str) -> xml_guard.XmlRoot | None:
+    """The root element of a head (decoded text, or raw bytes in any encoding) that may be XML, vetting its
+    prolog (None if it is not XML at all).
 
-    OOXML and ODF never need a DOCTYPE: one that defines entities is the billion-laughs family, and one that
-    points at a URL would make a parser reach the network, so both are refused.
+    OOXML and ODF never need a DTD: one that defines entities is the billion-laughs family, and one that
+    points at a URL would make a parser reach the network, so both are refused as hostile.
     """
-    position = 0
-    while True:
-        start = text.find("<", position)
-        if start < 0:
-            if complete:
-                return None
-            raise WorkerError(Reason.HOSTILE, f"{what} has an XML header of abnormal length")
-        if text.startswith("<?", start):
-            end = text.find("?>", start)
-        elif text.startswith("<!--", start):
-            end = text.find("-->", start)
-        elif _DOCTYPE.match(text, start):
-            end = _doctype_end(text, start)
-            doctype = text[start:] if end < 0 else text[start : end + 1]
-            if _ENTITY.search(doctype) or _EXTERNAL_ID_URL.search(doctype):
-                raise WorkerError(
-                    Reason.HOSTILE, f"{what} declares XML entities or external definitions, which we refuse"
-                )
-        else:
-            match = _XML_ROOT.match(text, start)
-            if match is None:
-                return None
-            return match.group(2), match.group(3)
-        if end < 0:
-            if complete:
-                return None
-            raise WorkerError(Reason.HOSTILE, f"{what} has an XML header of abnormal length")
-        position = end + 1
+    try:
+        return xml_guard.read_root(text, what, complete=complete)
+    except WorkerError as exc:
+        if exc.reason is Reason.HOSTILE:
+            raise
+        return None  # not well-formed: not XML, so not a flat document (it may still be plain text)
 
 
-def _doctype_end(text: str, start: int) -> int:
-    """Index of the '>' closing a DOCTYPE, skipping an internal subset in brackets; -1 if it is cut off."""
-    bracket = text.find("[", start)
-    close = text.find(">", start)
-    if bracket < 0 or (0 <= close < bracket):
-        return close
-    subset_end = text.find("]", bracket)
-    return -1 if subset_end < 0 else text.find(">", subset_end)
+def _refuse_hostile_stream(path: Path, sniffed: Sniffed, head: bytes) -> None:
+    """Parse a whole single-stream document the way LibreOffice will (flat XML), or scan its nesting (RTF)."""
+    if sniffed.kind in _TEXT_KINDS:
+        return  # loaded by the text filter: LibreOffice never parses it as markup
+    if sniffed.kind == "rtf":
+        with path.open("rb") as fp:
+            xml_guard.check_rtf(iter(lambda: fp.read(2**20), b""), "the file")
+    elif xml_guard.looks_like_xml(head):
+        with path.open("rb") as fp:
+            xml_guard.check_xml(fp.read, "the file")
 
 
 # --- zip containers (OOXML, ODF) ----------------------------------------------------------------------------
@@ -458,11 +438,10 @@ def _sniff_iwork(archive: zipfile.ZipFile, names: set[str], limits: tuple[int, i
         head = _gunzip_head(archive, archive.getinfo(index), limits[0] if limits else _MAX_IWORK_INDEX_BYTES)
     else:
         head = _read_part(archive, archive.getinfo(index), _XML_PROLOG_BYTES)
-    text = _decode_xml_head(head)
-    root = _xml_root(text, complete=len(head) < _XML_PROLOG_BYTES, what=f"the part {index}")
+    root = _xml_root(head, complete=len(head) < _XML_PROLOG_BYTES, what=f"the part {index}")
     if root is not None:
         for (local_name, namespace), kind in _IWORK_ROOTS.items():
-            if root[0] == local_name and namespace in root[1]:
+            if root.local_name == local_name and namespace in root.attributes.values():
                 return _sniffed(kind)
     raise WorkerError(
         Reason.CORRUPT,
@@ -652,20 +631,67 @@ def _refuse_bomb(infos: list[zipfile.ZipInfo], size: int, max_uncompressed_bytes
 
 
 def _refuse_hostile_parts(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
-    """Scan the prolog of every XML part, reading a bounded head of each, for entity definitions."""
+    """Parse every XML part, whatever its name or encoding, through the guard (see worker/xml_guard.py).
+
+    A part is XML when the package says so ([Content_Types].xml for OOXML, the manifest for ODF), when its name
+    says so, or when its first bytes do (a part LibreOffice reaches by a relationship is parsed whatever it is
+    called); gzip-compressed parts (.svgz) are inflated first, since LibreOffice's graphic filter does the same.
+    """
+    declared = _declared_xml_parts(archive)
     for info in infos:
-        if info.filename.lower().endswith(_XML_PART_SUFFIXES) and not info.is_dir():
-            head = _read_part(archive, info, _XML_PROLOG_BYTES)
-            text = _decode_xml_head(head)
-            _xml_root(text, complete=len(head) < _XML_PROLOG_BYTES, what=f"the part {info.filename}")
+        if info.is_dir() or (info.filename in _VETTED_METADATA and archive.getinfo(info.filename) is info):
+            continue  # a duplicate entry of the same name is still parsed: zip readers disagree on which wins
+        what = f"the part {info.filename}"
+        name = info.filename.lower()
+        try:
+            with archive.open(info) as part:
+                head = part.read(64)
+                said_xml = name in declared or name.endswith(_XML_PART_SUFFIXES)
+                if said_xml or xml_guard.looks_like_xml(head):
+                    xml_guard.check_xml(part.read, what, first=head, declared=said_xml)
+                elif head.startswith(xml_guard.GZIP_MAGIC):
+                    xml_guard.check_gzipped(part.read, what, first=head)
+        except WorkerError:
+            raise
+        except Exception as exc:  # BadZipFile (bad CRC), zlib.error, EOFError, NotImplementedError...
+            raise WorkerError(Reason.CORRUPT, f"the file is damaged and cannot be read (part {info.filename})") from exc
 
 
-def _decode_xml_head(head: bytes) -> str:
-    """Decode the head of an XML part for prolog checks (UTF-16 by its BOM, anything else byte for byte)."""
-    for bom, encoding in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
-        if head.startswith(bom):
-            return codecs.getincrementaldecoder(encoding)(errors="replace").decode(head[2:], final=False)
-    return head.removeprefix(codecs.BOM_UTF8).decode("latin-1")
+_VETTED_METADATA = ("[Content_Types].xml", "META-INF/manifest.xml")  # parsed by _declared_xml_parts already
+
+
+def _declared_xml_parts(archive: zipfile.ZipFile) -> set[str]:
+    """Lower-cased names of the parts the package's own metadata calls XML (vetted before being parsed)."""
+    declared: set[str] = set()
+    content_types = _read_small_part(archive, "[Content_Types].xml")
+    if content_types is not None:
+        xml_guard.check_xml(io.BytesIO(content_types).read, "the part [Content_Types].xml")
+        xml_extensions = set()
+        for element in _parse_xml(content_types, "[Content_Types].xml"):
+            tag = element.tag.rsplit("}", 1)[-1]
+            if not _is_xml_media_type(element.get("ContentType", "")):
+                continue
+            if tag == "Default":
+                xml_extensions.add(element.get("Extension", "").lower())
+            elif tag == "Override":
+                declared.add(unquote(element.get("PartName", "")).lstrip("/").lower())
+        declared.update(
+            name.lower() for name in archive.namelist() if posixpath.splitext(name)[1][1:].lower() in xml_extensions
+        )
+    manifest = _read_small_part(archive, "META-INF/manifest.xml")
+    if manifest is not None:
+        xml_guard.check_xml(io.BytesIO(manifest).read, "the manifest")
+        for element in _parse_xml(manifest, "META-INF/manifest.xml").iter():
+            attributes = {key.rsplit("}", 1)[-1]: value for key, value in element.attrib.items()}
+            if _is_xml_media_type(attributes.get("media-type", "")):
+                declared.add(attributes.get("full-path", "").lower())
+    return declared
+
+
+def _is_xml_media_type(media_type: str) -> bool:
+    """text/xml, application/xml, anything+xml (relationships, SVG, every OOXML part type)."""
+    media_type = media_type.split(";", 1)[0].strip().lower()
+    return media_type.endswith(("+xml", "/xml"))
 
 
 def _read_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
@@ -693,7 +719,7 @@ def _read_small_part(archive: zipfile.ZipFile, name: str) -> bytes | None:
 
 
 def _parse_xml(data: bytes, name: str) -> ElementTree.Element:
-    """Parse a small metadata part whose prolog has already been vetted."""
+    """Parse a small metadata part that xml_guard has already vetted."""
     try:
         return ElementTree.fromstring(data)
     except ElementTree.ParseError as exc:
@@ -746,7 +772,7 @@ def _sniff_odf(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: se
     """Identify an ODF package by its mimetype entry (or manifest) and refuse encrypted ones."""
     manifest = _read_small_part(archive, "META-INF/manifest.xml")
     if manifest is not None:
-        _xml_root(_decode_xml_head(manifest[:_XML_PROLOG_BYTES]), complete=True, what="the manifest")
+        xml_guard.check_xml(io.BytesIO(manifest).read, "the manifest")
         if b"encryption-data" in manifest:
             raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
     # Encrypted parts are not XML, so the prolog scan comes only after the encryption check.

@@ -11,7 +11,6 @@ expects (HWP: unsupported_type naming the format). On ../shared/corpus, (b) is c
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from measure import DOC1, interleaved, medians, percentile  # noqa: E402
+from measure import DOC1, interleaved, medians, module_at, percentile  # noqa: E402
 
 from worker.errors import Reason, WorkerError  # noqa: E402
 from worker.formats import FORMATS  # noqa: E402
@@ -78,25 +77,12 @@ def expected_on_formats_corpus(path: Path) -> str:
     return "refused:unsupported_type" if path.suffix == ".hwp" else sniff(path, path.name).import_filter
 
 
-def load_main_sniffer() -> ModuleType:
-    """worker/sniff.py as it is on main: the 'before' of the side-by-side timing."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", "main:worker/sniff.py"], capture_output=True,
-                            text=True, check=True).stdout
-    tmp = Path(tempfile.mkdtemp()) / "sniff_main.py"
-    tmp.write_text(source)
-    spec = importlib.util.spec_from_file_location("sniff_main", tmp)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sniff_main"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
 def docx_side_by_side() -> tuple[float, float]:
     """Median ms to identify tests/data/sample.docx (1 page) with main's sniffer and this one, interleaved."""
     import worker.sniff as current
 
-    sniffers = {"before": load_main_sniffer(), "after": current}
+    with tempfile.TemporaryDirectory() as tmp:
+        sniffers = {"before": module_at("main", "worker/sniff.py", Path(tmp)), "after": current}
     times = medians(interleaved(DOCX_REPEATS, list(sniffers),
                                 lambda label, _: sniff_decision(sniffers[label], DOC1)[1]))
     return times["before"], times["after"]

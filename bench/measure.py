@@ -8,15 +8,19 @@ calling script put first on sys.path.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import re
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -146,3 +150,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def module_at(revision: str, path: str, scratch: Path) -> ModuleType:
+    """`path` (e.g. worker/sniff.py) as it is at git `revision`, imported under a name of its own beside the current
+    one: the "before" of a side-by-side run in one process. Its own imports come from the current tree."""
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:{path}"], capture_output=True, text=True,
+                            check=True).stdout
+    name = Path(path).stem + "_at_" + re.sub(r"\W", "_", revision)
+    file = scratch / f"{name}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module

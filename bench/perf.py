@@ -90,11 +90,9 @@ class Child:
 
         return OfficePool(OfficeSettings(work_dir=self.work / name, profile_template=self.template, **settings))
 
-    @property
-    def jobs(self) -> Path:
-        jobs = self.work / "jobs"
-        jobs.mkdir(parents=True, exist_ok=True)
-        return jobs
+    def __post_init__(self) -> None:
+        self.jobs = self.work / "jobs"  # where the requests' PDFs go (each removed once timed)
+        self.jobs.mkdir(parents=True, exist_ok=True)
 
 
 def families(child: Child) -> dict[str, Any]:

@@ -478,8 +478,7 @@ def _heading(title: str, columns: str, align: str) -> list[str]:
     return ["", title, "", columns, align]
 
 
-def _render_ready(res: dict[str, Any], a: str, b: str) -> list[str]:
-    rd = res["ready"]
+def _render_ready(rd: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         f"**1. Start** (median of {rd['rounds']}; bare `soffice.bin --accept` until a UNO connection: "
         f"**{rd['bare_soffice_s']:.2f} s** on the profile LibreOffice's own first start leaves, "
@@ -494,8 +493,7 @@ def _render_ready(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_families(res: dict[str, Any], a: str, b: str) -> list[str]:
-    fam = res["families"]
+def _render_families(fam: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         "**2. First request per family**, first / steady (pool of 1, median over "
         f'{len(fam[b])} pools each): sent the moment `pool.start()` returns ("at ready"), and sent once every '
@@ -520,8 +518,7 @@ def _render_families(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_e2e(res: dict[str, Any], a: str, b: str) -> list[str]:
-    e = res["e2e"]
+def _render_e2e(e: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         "**3. Overhead** (`bench/e2e.py` of this tree against each tree's worker, medians; e2e = push received -> "
         "PDF stored on fake-gcs; bare = stock unoserver's warm conversion; prototype's = unoserver loading with "
@@ -542,8 +539,7 @@ def _render_e2e(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_throughput(res: dict[str, Any], a: str, b: str) -> list[str]:
-    tp = res["throughput"]
+def _render_throughput(tp: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         f"**4. Throughput** (80 x 1-page, 3 client threads, 5 rounds; median of {len(tp[b])} child runs)",
         "| tree | pool of 1 | pool of 2 | ratio | failed requests |",
@@ -557,8 +553,7 @@ def _render_throughput(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_hol(res: dict[str, Any], a: str, b: str) -> list[str]:
-    hol = res["hol"]
+def _render_hol(hol: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         f"**5. Head-of-line** (pool of 2; {hol[b][0]['n']} sequential 1-page conversions idle, then while "
         "the 100-page document converts back to back)",
@@ -575,8 +570,7 @@ def _render_hol(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_memory(res: dict[str, Any], a: str, b: str) -> list[str]:
-    mem = res["memory"]
+def _render_memory(mem: dict[str, Any], a: str, b: str) -> list[str]:
     m0 = mem[b][0]
     lines = _heading(
         f"**6. Memory and recycling** ({m0['total']} mixed conversions, pool of 2, 2 threads, "
@@ -607,7 +601,7 @@ def render(res: dict[str, Any], trees: list[str]) -> str:
     for name, part in (("ready", _render_ready), ("families", _render_families), ("e2e", _render_e2e),
                        ("throughput", _render_throughput), ("hol", _render_hol), ("memory", _render_memory)):
         if name in res:
-            lines += part(res, a, b)
+            lines += part(res[name], a, b)
     return "\n".join(lines).strip("\n")
 
 

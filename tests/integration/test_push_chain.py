@@ -26,7 +26,8 @@ import pytest
 import requests
 from google.cloud import storage
 
-from tests.integration.conftest_office import CORPUS, DATA, pdf_text
+from tests.corpora import CORPUS, need_corpus
+from tests.integration.conftest_office import DATA, pdf_text
 from tests.processes import office_pids_under
 from worker import emulators
 from worker.storage import ObjectInfo, Store, emulator_client
@@ -332,7 +333,8 @@ def test_twenty_uploads_at_once_all_become_pdfs_once(chain: Worker) -> None:
 
 
 def test_encrypted_and_corrupt_documents_end_as_failure_records_delivered_once(chain: Worker, tmp_path: Path) -> None:
-    encrypted = CORPUS / "oletools" / "encrypted.docx"  # MANIFEST: password-encrypted; encrypted OOXML in CFB
+    # MANIFEST: password-encrypted; encrypted OOXML in CFB
+    encrypted = need_corpus(CORPUS) / "oletools" / "encrypted.docx"
     # The corpus' "corrupt" files (python-pptx/missing_rels_item.pptx, xlrd/corrupted_error.xls) still convert:
     # LibreOffice repairs them. A corpus docx cut in half is corrupt beyond repair (its zip directory is gone).
     corrupt = (CORPUS / "Open-XML-SDK" / "5Errors.docx").read_bytes()[:6000]

@@ -66,5 +66,5 @@ def test_report_is_sorted_and_the_same_for_the_same_results() -> None:
     failures = first.split("## Failures")[1].split("## Policy")[0]
     assert "`corpus-formats/b/works.wps` | converted | corrupt" in failures and "enc.docx" not in failures
     assert "`corpus/a/enc.docx` | converted | encrypted" in first.split("## Policy refusals")[1].split("##")[0]
-    assert "| `corpus/a/drift.docx` | 3 / 4 | 0.500 | pages text |" in first
+    assert "| `corpus/a/drift.docx` | 3 / 4 | 0.500 | pages text |  |" in first
     assert [r.entry.key for r in run.failures] == ["corpus-formats/b/works.wps"]

@@ -289,8 +289,8 @@ class Job:
         """Poison rule: a generation that hangs, crashes or bloats the office twice is recorded as failed.
 
         Motivated by the stress campaign's poison documents (a 6,000-page .docx, a 700-byte .fods declaring a
-        billion cells): they never finish, and at MAX_DELIVERY_ATTEMPTS (5) x CONVERSION_TIMEOUT_S (120 s) each one
-        held an office for 10 minutes. One strike is forgiven, because an innocent document can fail once on an
+        billion cells): they never finish, and at MAX_DELIVERY_ATTEMPTS (5) x CONVERSION_TIMEOUT_S (120 s) each
+        costs 10 minutes of an office. One strike is forgiven, because an innocent document can fail once on an
         office bloated or damaged by earlier documents: the pool discards the office after every one of these
         failures, so the retry runs on another office process, and two offices failing on it is the document.
         office_killed never counts (under chaos an innocent spreadsheet whose office was SIGKILLed 3 times ended as

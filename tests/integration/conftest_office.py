@@ -17,6 +17,7 @@ from typing import Any
 import msoffcrypto
 from pypdf import PdfReader
 
+from tests.corpora import CORPUS  # noqa: F401  (re-exported: corpus tests import it from here)
 from tests.hostile_docs import paragraph, write_docx
 from worker.config import OfficeSettings
 from worker.errors import Reason
@@ -25,7 +26,6 @@ from worker.office.pool import INIT_MARKER, init_profile
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
-CORPUS = REPO.parent / "shared" / "corpus"
 SAMPLE_EXTS = ("docx", "doc", "odt", "rtf", "xlsx", "xls", "ods", "pptx", "ppt")
 PNG_1X1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8cfc0f01f0005"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from worker.config import OfficeSettings
-from worker.office.pool import profile_cache_dir, records_office_version
+from worker.office.profile import profile_cache_dir, records_office_version
 
 
 @pytest.fixture

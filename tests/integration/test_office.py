@@ -42,9 +42,8 @@ from tests.integration.conftest_office import (
 from tests.processes import launcher_pids_under, office_pids_under
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
-from worker.office import OfficePool
+from worker.office import OfficePool, State
 from worker.office.instance import OfficeInstance
-from worker.office.pool import State
 from worker.office.procfs import group_members
 from worker.office.profile import records_office_version
 

@@ -1,4 +1,5 @@
-"""The after-conversion policy (worker/office/policy.py): every result kind, every limit, with and without a spare.
+"""The after-conversion policy (worker/office/policy.py): every result kind, every limit, with and without a spare;
+and the error each failed result gives the caller (worker/office/faults.py).
 
 Pure, so it is checked exhaustively here without LibreOffice; tests/integration/test_office.py shows the pool
 carries each decision out on real offices.
@@ -7,10 +8,14 @@ carries each decision out on real offices.
 from __future__ import annotations
 
 import itertools
+import xmlrpc.client
 
 import pytest
 
+from worker.config import OfficeSettings
+from worker.errors import Reason
 from worker.office import RestartReason
+from worker.office.faults import conversion_error
 from worker.office.policy import NOTHING, SPARE_AT_RSS_FRACTION, Decision, Facts, Limits, Result, decide
 
 MIB = 2**20
@@ -96,3 +101,19 @@ def test_every_result_kind_has_a_rule() -> None:
     assert decisions[Result.OK] is NOTHING and decisions[Result.FAULT] is NOTHING
     restarts = {d.restart for r, d in decisions.items() if r not in (Result.OK, Result.FAULT)}
     assert restarts == {RestartReason.TIMEOUT, RestartReason.MEMORY, RestartReason.KILLED, RestartReason.CRASH}
+
+
+@pytest.mark.parametrize(("result", "reason"), [
+    (Result.TIMEOUT, Reason.CONVERSION_TIMEOUT),
+    (Result.FAULT, Reason.CONVERSION_FAILED),
+    (Result.MEMORY_KILLED, Reason.MEMORY_EXHAUSTED),
+    (Result.KILLED, Reason.OFFICE_KILLED),
+    (Result.CRASH, Reason.OFFICE_CRASHED),
+])
+def test_each_failure_reaches_the_caller_with_its_own_reason(result: Result, reason: Reason) -> None:
+    """Poison counting (worker/job.py) depends on these: a kill from outside must never read as a crash."""
+    cause: Exception = xmlrpc.client.Fault(1, "<class 'RuntimeError'>:export failed") \
+        if result is Result.FAULT else ConnectionResetError("gone")
+    error = conversion_error(result, cause, OfficeSettings())
+    assert error.reason is reason
+    assert error.message

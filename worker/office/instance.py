@@ -162,8 +162,12 @@ class OfficeInstance:
 
     # -- calls -----------------------------------------------------------------------------------
 
+    def _call(self, timeout: float, method: str, *params: Any) -> Any:
+        """Every request to the launcher goes through here (the sandbox tests stand in for the office at this seam)."""
+        return self._rpc.call(timeout, method, *params)
+
     def ping(self, timeout: float) -> dict[str, Any]:
-        result = self._rpc.call(timeout, "ping")
+        result = self._call(timeout, "ping")
         assert isinstance(result, dict)
         return result
 
@@ -185,7 +189,7 @@ class OfficeInstance:
                 _stage(src.resolve(), staged, job_fd, self.sandbox)
                 self.sandbox.give_fd(job_fd)
                 job = self.dir / "jobs" / name
-                self._rpc.call(timeout, "convert", str(job / staged), str(job / "output.pdf"), import_filter or "",
+                self._call(timeout, "convert", str(job / staged), str(job / "output.pdf"), import_filter or "",
                            self.settings.update_indexes)
                 _copy_out(job_fd, "output.pdf", dst)
             finally:

@@ -23,6 +23,7 @@ from typing import IO
 from worker.config import OfficeSettings
 from worker.errors import Reason, WorkerError
 from worker.office.api import ConversionTiming, InstanceStatus, RestartReason, State
+from worker.office.faults import conversion_error
 from worker.office.instance import OfficeInstance, OfficeStartError
 from worker.office.launch import launcher_files
 from worker.office.policy import Decision, Facts, Limits, Result, decide
@@ -212,7 +213,7 @@ class OfficePool:
         except CONVERSION_ERRORS as exc:
             result = self._failure(slot, inst, exc)
             self._carry_out(slot, decide(Facts(result, slot.conversions, 0, slot.building), self._limits()))
-            raise self._error(result, exc) from exc
+            raise conversion_error(result, exc, self.settings) from exc
         slot.conversions += 1
         slot.last_ok = self.clock()
         facts = Facts(Result.OK, slot.conversions, inst.rss_bytes(), slot.building)
@@ -227,21 +228,6 @@ class OfficePool:
         if slot.memory_killed:
             return Result.MEMORY_KILLED
         return Result.KILLED if inst.killed_from_outside() else Result.CRASH
-
-    def _error(self, result: Result, cause: Exception) -> WorkerError:
-        """The caller's error for a failed conversion: a reason from the closed set and why, in a line."""
-        if result is Result.TIMEOUT:
-            return WorkerError(Reason.CONVERSION_TIMEOUT,
-                               f"conversion did not finish within {self.settings.conversion_timeout_s:g} s")
-        if result is Result.FAULT and isinstance(cause, xmlrpc.client.Fault):
-            return WorkerError(Reason.CONVERSION_FAILED, _fault_message(cause))
-        if result is Result.MEMORY_KILLED:
-            return WorkerError(Reason.MEMORY_EXHAUSTED, "the document made the office grow past "
-                               f"{self.settings.effective_rss_kill_mb} MiB while converting")
-        if result is Result.KILLED:
-            return WorkerError(Reason.OFFICE_KILLED, "the office was SIGKILLed from outside the worker during the "
-                               "conversion (the kernel's OOM killer or an operator)")
-        return WorkerError(Reason.OFFICE_CRASHED, f"the office crashed during the conversion ({cause})")
 
     def _limits(self) -> Limits:
         return Limits(self.settings.max_conversions, self.settings.max_rss_mb * 2**20)
@@ -276,7 +262,8 @@ class OfficePool:
         START_FAILED counts an attempt that never served: the slot's own count stays, its builder retries.
         With a proven spare, the planned recycle happens now, before the old instance ran into its limit.
         Otherwise the office leaves service now and a replacement starts in the background (callers never wait for
-        it); if a spare is already starting for this slot, it takes over when proven. The caller holds slot.use.
+        it); if a spare is already starting for this slot, it takes over when proven. The caller holds slot.use
+        (but for START_FAILED, which touches only the counter).
         """
         self.restarts[reason.value] += 1
         if reason is RestartReason.START_FAILED:
@@ -489,15 +476,3 @@ class OfficePool:
     def _logfile(self) -> IO[bytes]:
         assert self._log is not None
         return self._log
-
-
-def _fault_message(fault: xmlrpc.client.Fault) -> str:
-    """LibreOffice's faults arrive as "<class 'X'>:text"; keep the text, drop pyuno's noise."""
-    text = str(fault.faultString)
-    if ">:" in text:
-        text = text.split(">:", 1)[1]
-    text = text.strip() or "LibreOffice could not convert the document"
-    if "Could not load document" in text:
-        return ("LibreOffice could not load the document (damaged, or a variant of its format it cannot read);"
-                " save it again from the application that made it and upload again")
-    return text.splitlines()[0][:300]

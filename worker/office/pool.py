@@ -278,7 +278,7 @@ class OfficePool:
         slot.epoch += 1
         old, slot.instance = slot.instance, None
         if old is not None:
-            threading.Thread(target=self._discard, args=(old,), daemon=True).start()
+            threading.Thread(target=self._stop_instance, args=(old, 0), daemon=True).start()
         if not slot.building:
             slot.building = True
             threading.Thread(target=self._build, args=(slot, None), daemon=True).start()
@@ -305,7 +305,7 @@ class OfficePool:
                 else:
                     self._put_in_service(slot, inst)
             if old is not None:
-                self._discard(old)
+                self._stop_instance(old, grace=0)
         finally:
             slot.started.set()
 
@@ -354,14 +354,9 @@ class OfficePool:
             slot.building = False
         return None
 
-    def _discard(self, inst: OfficeInstance) -> None:
-        """Kill an instance out of service at once: nothing runs on it and its directory is thrown away."""
-        inst.stop(grace=0)
-        with self._live_lock:
-            self._live.discard(inst)
-
-    def _stop_instance(self, inst: OfficeInstance) -> None:
-        inst.stop()
+    def _stop_instance(self, inst: OfficeInstance, grace: float = 2.0) -> None:
+        """Stop an instance and forget it; grace=0 for one out of service (nothing runs on it, its dir goes anyway)."""
+        inst.stop(grace)
         with self._live_lock:
             self._live.discard(inst)
 

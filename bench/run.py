@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ sys.path.insert(0, str(REPO))
 from worker.config import OfficeSettings  # noqa: E402
 from worker.conversion import convert_file  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
-from worker.office.pool import init_profile  # noqa: E402
+from worker.office.profile import build_template  # noqa: E402
 
 DATA = REPO / "tests" / "data"
 DOCS = {
@@ -58,10 +57,7 @@ class Bench:
     def __init__(self, work: Path, quick: bool) -> None:
         self.work = work
         self.quick = quick
-        self.template = work / "profile-template"
-        settings = OfficeSettings(work_dir=work)
-        shutil.copytree(settings.uno_dir / "profile", self.template)
-        init_profile(settings, self.template, None)
+        self.template = build_template(OfficeSettings(work_dir=work), work / "profile-template")
         self.cold_profile = work / "cold-profile"
         self.env = dict(os.environ, TMPDIR=str(work / "tmp"))
         (work / "tmp").mkdir()

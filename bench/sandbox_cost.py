@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from worker.config import OfficeSettings  # noqa: E402
 from worker.conversion import convert_file  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
 from worker.office.instance import OfficeInstance, group_members  # noqa: E402
-from worker.office.pool import init_profile  # noqa: E402
+from worker.office.profile import build_template  # noqa: E402
 from worker.office.sandbox import Sandbox, SandboxMode, probe  # noqa: E402
 
 SAMPLE = REPO / "tests" / "data" / "sample.docx"
@@ -62,9 +61,7 @@ def main() -> None:
         tmp = Path(tmp_text)
         tmp.chmod(0o755)  # the office user must reach the work dirs below in the fallback, too
         base = OfficeSettings(work_dir=tmp / "work", pool_size=1)
-        template = tmp / "template"
-        shutil.copytree(base.uno_dir / "profile", template)
-        init_profile(base, template, None)
+        template = build_template(base, tmp / "template")
         sandboxes = {"sandbox": probe(SandboxMode.BWRAP, base.uno_python, base.work_dir),
                      "none": Sandbox(SandboxMode.OFF)}
         print(f"sandbox under test: {sandboxes['sandbox']}")

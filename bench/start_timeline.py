@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import shutil
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from worker.conversion import convert_file  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
 from worker.office import instance as instance_module  # noqa: E402
 from worker.office import pool as pool_module  # noqa: E402
-from worker.office.pool import init_profile  # noqa: E402
+from worker.office.profile import build_template  # noqa: E402
 
 SAMPLE = REPO / "tests" / "data" / "sample.docx"
 
@@ -62,10 +61,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="docworker-timeline-") as tmp:
         work = Path(tmp)
-        template = work / "template"
         settings = OfficeSettings(pool_size=args.pool_size, work_dir=work / "work")
-        shutil.copytree(settings.uno_dir / "profile", template)
-        init_profile(settings, template, None)
+        template = build_template(settings, work / "template")
         for name in ("start", "wait_ready", "convert"):
             timed(instance_module.OfficeInstance, name)
         timed(pool_module.OfficePool, "_probe")

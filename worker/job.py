@@ -24,7 +24,7 @@ from worker.config import Config
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
 from worker.events import ObjectEvent
-from worker.office import OfficePool
+from worker.office import Converter
 from worker.storage import ObjectGone, ObjectInfo
 
 FINALIZE = "OBJECT_FINALIZE"
@@ -161,7 +161,7 @@ class Job:
     def __init__(
         self,
         config: Config,
-        pool: OfficePool,
+        pool: Converter,
         store: Store,
         *,
         clock: Callable[[], float] = time.monotonic,

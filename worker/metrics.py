@@ -18,7 +18,7 @@ from worker import __version__
 
 if TYPE_CHECKING:
     from worker.job import JobResult
-    from worker.office import OfficePool
+    from worker.office import PoolView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -29,7 +29,7 @@ STAGES = ("download", "queue_wait", "convert", "upload")
 class Metrics:
     """Everything the worker exports, prefix `worker_`, base units, closed label sets."""
 
-    def __init__(self, registry: CollectorRegistry, pool: OfficePool | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry, pool: PoolView | None = None) -> None:
         self.registry = registry
         self.jobs = Counter("worker_jobs", "Push deliveries handled, by outcome and reason.",
                             ["outcome", "reason"], registry=registry)
@@ -81,7 +81,7 @@ class Metrics:
 class PoolCollector(Collector):
     """Reads the pool at scrape time, so the office module never imports prometheus_client."""
 
-    def __init__(self, pool: OfficePool) -> None:
+    def __init__(self, pool: PoolView) -> None:
         self.pool = pool
 
     def collect(self) -> Iterable[Metric]:

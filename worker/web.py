@@ -23,7 +23,7 @@ from worker.events import NotStorageEvent, ObjectEvent, parse_push
 from worker.job import Ignore, JobResult, Outcome
 from worker.logs import trace_fields
 from worker.metrics import CONTENT_TYPE, Metrics
-from worker.office import OfficePool
+from worker.office import PoolView
 
 log = logging.getLogger("worker.push")
 
@@ -84,7 +84,7 @@ def create_app(
     config: Config,
     *,
     job: Runner,
-    pool: OfficePool,
+    pool: PoolView,
     authenticator: PushAuthenticator,
     metrics: Metrics,
     lifecycle: Lifecycle | None = None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import random
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from tests.hostile_docs import paragraph, write_docx
 from worker.config import OfficeSettings
 from worker.errors import Reason
 from worker.office import OfficePool
-from worker.office.pool import INIT_MARKER, init_profile
+from worker.office.profile import INIT_MARKER, build_template
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
@@ -41,10 +40,7 @@ def initialised_template(base: Path) -> Path:
     with _template_lock:
         if base in _templates:
             return _templates[base]
-        settings = OfficeSettings(work_dir=base)
-        target = base / "profile-template"
-        shutil.copytree(settings.uno_dir / "profile", target)
-        init_profile(settings, target, None)
+        target = build_template(OfficeSettings(work_dir=base), base / "profile-template")
         assert (target / INIT_MARKER).exists()
         _templates[base] = target
         return target

@@ -131,7 +131,11 @@ class FixedRunner:
 
 
 class NoPool:
-    queue_depth = 0
+    queue_depth = size = 0
+
+    def __init__(self) -> None:
+        self.sandbox_layers: dict[str, bool] = {}
+        self.restarts: dict[str, int] = {}
 
     def ready(self) -> bool:
         return True
@@ -143,7 +147,7 @@ class NoPool:
 def _client(tmp_path: Path, runner: FixedRunner) -> Any:
     config = Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode="off",
                     max_body_bytes=64 * 1024)
-    app = create_app(config, job=runner, pool=NoPool(), authenticator=PushAuthenticator(AuthSettings("off")),  # type: ignore[arg-type]
+    app = create_app(config, job=runner, pool=NoPool(), authenticator=PushAuthenticator(AuthSettings("off")),
                      metrics=Metrics(CollectorRegistry()))
     return app.test_client()
 

@@ -211,10 +211,10 @@ class DoneJob:
 def make_app(pool: FakePool, job: Any = None, life: Lifecycle | None = None) -> tuple[Any, Metrics, Lifecycle]:
     config = Config(output_bucket="out", office=OfficeSettings(pool_size=pool.size), auth_mode="off",
                     google_cloud_project="p")
-    metrics = Metrics(CollectorRegistry(), pool)  # type: ignore[arg-type]
+    metrics = Metrics(CollectorRegistry(), pool)
     life = life or Lifecycle()
     app = create_app(config, job=job or DoneJob(), pool=pool, authenticator=PushAuthenticator(AuthSettings("off")),
-                     metrics=metrics, lifecycle=life)  # type: ignore[arg-type]
+                     metrics=metrics, lifecycle=life)
     return app.test_client(), metrics, life
 
 

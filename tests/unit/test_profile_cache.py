@@ -1,4 +1,5 @@
-"""Which initialised profile a pool reuses: a new launcher or a new office must never get an old template."""
+"""Which initialised profile a pool reuses (a new launcher or a new office must never get an old template), and how
+build_template puts one in place: built once, beside its target, renamed in; a failed init leaves the old one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from worker.config import OfficeSettings
-from worker.office.pool import profile_cache_dir, records_office_version
+from worker.errors import Reason, WorkerError
+from worker.office import profile as profile_module
+from worker.office.profile import build_template, profile_cache_dir, records_office_version
 
 
 @pytest.fixture
@@ -62,3 +65,58 @@ def test_records_office_version_reads_the_profile(tmp_path: Path) -> None:
     xcu.write_text('<item oor:path="/org.openoffice.Setup/Product"><prop oor:name="ooSetupLastVersion">'
                    '<value>7.4</value></prop></item>')
     assert records_office_version(tmp_path)
+
+
+class FakeInit:
+    """Stands in for the launcher's init (the real one runs in tests/integration): marks the profile, or fails."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.profiles: list[Path] = []
+
+    def __call__(self, settings: OfficeSettings, profile: Path, *args: object) -> None:
+        self.profiles.append(profile)
+        if self.fail:
+            raise WorkerError(Reason.OFFICE_UNAVAILABLE, "no office here")
+        (profile / profile_module.INIT_MARKER).write_text("fake\n")
+
+
+def test_build_template_builds_the_cached_template_once(parts: tuple[Path, Path, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    uno, source, office = parts
+    init = FakeInit()
+    monkeypatch.setattr(profile_module, "init_profile", init)
+    settings = OfficeSettings(uno_dir=uno, soffice=str(office))
+    first = build_template(settings)
+    assert first == profile_cache_dir(source, settings) and (first / profile_module.INIT_MARKER).exists()
+    assert build_template(settings) == first
+    assert len(init.profiles) == 1 and init.profiles[0] != first  # built beside, then renamed into place
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # nothing half-built left
+
+
+def test_an_initialised_given_template_is_used_as_it_is(parts: tuple[Path, Path, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    uno, source, office = parts
+    init = FakeInit()
+    monkeypatch.setattr(profile_module, "init_profile", init)
+    (source / profile_module.INIT_MARKER).write_text("built by worker warm-profile\n")
+    assert build_template(OfficeSettings(uno_dir=uno, soffice=str(office), profile_template=source)) == source
+    assert init.profiles == []
+
+
+def test_warm_profile_replaces_its_output_and_keeps_it_when_init_fails(
+    parts: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uno, _, office = parts
+    settings = OfficeSettings(uno_dir=uno, soffice=str(office))
+    out = tmp_path / "image" / "profile"
+    monkeypatch.setattr(profile_module, "init_profile", FakeInit())
+    build_template(settings, out)
+    (out / "stale-file").write_text("from an older build")
+    build_template(settings, out)
+    assert not (out / "stale-file").exists() and (out / profile_module.INIT_MARKER).exists()
+    monkeypatch.setattr(profile_module, "init_profile", FakeInit(fail=True))
+    with pytest.raises(WorkerError):
+        build_template(settings, out)
+    assert (out / profile_module.INIT_MARKER).exists()
+    assert [p.name for p in out.parent.iterdir()] == ["profile"]

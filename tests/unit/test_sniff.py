@@ -914,8 +914,8 @@ def test_excel_4_worksheet_from_the_corpus_is_identified():
 def test_a_load_failure_in_the_office_says_what_to_do_next():
     import xmlrpc.client
 
-    from worker.office.pool import _fault_message
+    from worker.office.faults import fault_message
 
     fault = xmlrpc.client.Fault(1, "<class 'RuntimeError'>:Could not load document /x/in.doc using a filter.")
-    message = _fault_message(fault)
+    message = fault_message(fault)
     assert "could not load" in message and "upload again" in message

@@ -76,6 +76,11 @@ SUBSET = {
         "tika/testEXCEL.xlsb",
         "tika/testOptionalHyphen.ppt",
         "tika/testHWP-v5b.hwp",
+        "tika/testWORD6.doc",
+        "tika/testWORKS.wps",
+        "tika/testLotus123.wk1",
+        "tika/testVISIO.vsd",
+        "tika/testKeynote.key",
     ),
 }
 

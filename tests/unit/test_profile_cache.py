@@ -4,6 +4,7 @@ build_template puts one in place: built once, beside its target, renamed in; a f
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,15 @@ import pytest
 from worker.config import OfficeSettings
 from worker.errors import Reason, WorkerError
 from worker.office import profile as profile_module
-from worker.office.profile import build_template, profile_cache_dir, records_office_version
+from worker.office.profile import (
+    add_dead_proxy,
+    build_template,
+    profile_blocks_remote,
+    profile_cache_dir,
+    records_office_version,
+)
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -120,3 +129,23 @@ def test_warm_profile_replaces_its_output_and_keeps_it_when_init_fails(
         build_template(settings, out)
     assert (out / profile_module.INIT_MARKER).exists()
     assert [p.name for p in out.parent.iterdir()] == ["profile"]
+
+
+def test_the_dead_proxy_goes_only_into_an_office_sharing_the_workers_network(tmp_path: Path) -> None:
+    """Layer 3: untrusted links blocked by the template; the dead proxy added per instance where needed."""
+    copy = tmp_path / "profile"
+    shutil.copytree(REPO / "uno" / "profile", copy)
+    uno = REPO / "uno"
+    assert 'name="ooInetProxyType"' not in (copy / "user" / "registrymodifications.xcu").read_text()
+    assert profile_blocks_remote(copy, uno, network_isolated=True)
+    assert profile_blocks_remote(copy, uno, network_isolated=False)  # the fragment is there to be added
+    assert not profile_blocks_remote(copy, tmp_path, network_isolated=False)  # no fragment: layer 3 is off
+    add_dead_proxy(copy, uno)
+    xcu = (copy / "user" / "registrymodifications.xcu").read_text()
+    assert 'name="ooInetProxyType" oor:op="fuse"><value>1<' in xcu
+    assert xcu.rstrip().endswith("</oor:items>") and xcu.count("</oor:items>") == 1
+    bare = tmp_path / "bare"
+    shutil.copytree(REPO / "uno" / "profile", bare)
+    xcu_path = bare / "user" / "registrymodifications.xcu"
+    xcu_path.write_text(xcu_path.read_text().replace("BlockUntrustedRefererLinks", "SomethingElse"))
+    assert not profile_blocks_remote(bare, uno, network_isolated=True)

@@ -20,6 +20,7 @@ from worker.config import OfficeSettings
 from worker.office import procfs
 from worker.office.launch import LAUNCHER_EXIT_OFFICE_KILLED, RPC_SOCKET, free_port, launcher_command, lifeline_fd
 from worker.office.procfs import group_members, host_pid, unix_socket_paths
+from worker.office.profile import add_dead_proxy
 from worker.office.rpc import LauncherClient
 from worker.office.sandbox import Sandbox, SandboxMode
 
@@ -60,6 +61,8 @@ class OfficeInstance:
         (self.dir / "tmp").mkdir(parents=True)
         (self.dir / "jobs").mkdir()
         shutil.copytree(self.template, self.dir / "profile", symlinks=True)
+        if not self.sandbox.namespaced:  # the office shares the worker's network: the profile must stop fetches
+            add_dead_proxy(self.dir / "profile", self.settings.uno_dir)
         self.sandbox.give(self.dir)
         self._jobs_dir_fd()
         cmd = launcher_command(self.settings, self.sandbox, self.dir, self.uno_port)

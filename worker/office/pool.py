@@ -141,17 +141,18 @@ class OfficePool:
 
     def _report_sandbox(self, sandbox: Sandbox, template: Path) -> None:
         """One line at start saying which layers stand between a hostile document and the machine."""
-        self.sandbox_layers = sandbox.layers(profile_blocks_remote(template))
+        self.sandbox_layers = sandbox.layers(
+            profile_blocks_remote(template, self.settings.uno_dir, network_isolated=sandbox.namespaced))
         off = [layer for layer in LAYERS if not self.sandbox_layers[layer]]
         fields = {"sandbox_mode": sandbox.mode.value, **{f"sandbox_{k}": v for k, v in self.sandbox_layers.items()}}
         summary = " ".join(f"{layer}={'on' if on else 'OFF'}" for layer, on in self.sandbox_layers.items())
         if not off:
             log.info("office sandbox: %s (OFFICE_SANDBOX=%s)", summary, sandbox.mode.value, extra={"fields": fields})
             return
-        why = sandbox.why_off or ("the profile template does not send every protocol to a dead proxy"
-                                  if off == ["profile"] else "")
+        profile_why = "the profile template does not block untrusted links (or uno/dead-proxy.xcu is missing)"
+        why = sandbox.why_off or (profile_why if off == ["profile"] else "")
         if "profile" in off and sandbox.why_off:
-            why += "; profile: the template does not send every protocol to a dead proxy"
+            why += "; profile: " + profile_why
         log.warning("office sandbox: %s (OFFICE_SANDBOX=%s): %s", summary, sandbox.mode.value, why,
                     extra={"fields": {**fields, "sandbox_why_off": why}})
 

@@ -26,12 +26,14 @@ from worker.office.sandbox import Sandbox, SandboxMode, probe
 log = logging.getLogger(__name__)
 
 INIT_MARKER = ".docworker-initialised"
-# Layer 3 is on when the profile routes every protocol to a proxy (manual, no exceptions) and blocks untrusted links.
-PROFILE_LAYER_SETTINGS = (
+# Layer 3 is on when the template blocks untrusted links and, where the office shares the worker's network, every
+# instance's copy also routes every protocol to a dead proxy (uno/dead-proxy.xcu, added by add_dead_proxy).
+PROFILE_LAYER_SETTINGS = (r'name="BlockUntrustedRefererLinks"[^>]*><value>true<',)
+DEAD_PROXY_SETTINGS = (
     r'name="ooInetProxyType"[^>]*><value>1<',
     r'name="ooInetNoProxy"[^>]*>(?:<value\s*/>|<value></value>)',
-    r'name="BlockUntrustedRefererLinks"[^>]*><value>true<',
 )
+DEAD_PROXY_FRAGMENT = "dead-proxy.xcu"
 
 
 def build_template(settings: OfficeSettings, out: Path | None = None, log_file: IO[bytes] | None = None,
@@ -124,10 +126,37 @@ def records_office_version(profile: Path) -> bool:
     return xcu is not None and "ooSetupLastVersion" in xcu
 
 
-def profile_blocks_remote(profile: Path) -> bool:
-    """Whether a profile sends every protocol to a proxy and blocks untrusted links (uno/profile's layer 3)."""
+def profile_blocks_remote(profile: Path, uno_dir: Path, *, network_isolated: bool) -> bool:
+    """Whether layer 3 is on: the template blocks untrusted links, and without a network namespace every instance
+    gets the dead proxy too."""
     xcu = _registry(profile)
-    return xcu is not None and all(re.search(pattern, xcu) for pattern in PROFILE_LAYER_SETTINGS)
+    if xcu is None or not all(re.search(pattern, xcu) for pattern in PROFILE_LAYER_SETTINGS):
+        return False
+    if network_isolated:
+        return True
+    try:
+        fragment = (uno_dir / DEAD_PROXY_FRAGMENT).read_text()
+    except OSError:
+        return False
+    return all(re.search(pattern, fragment) for pattern in DEAD_PROXY_SETTINGS)
+
+
+def add_dead_proxy(profile: Path, uno_dir: Path) -> None:
+    """Route every protocol of this office's own profile copy to a proxy that does not exist.
+
+    Only where the office shares the worker's network: with a proxy configured LibreOffice 7.4 deadlocks on a pptx
+    shape fill linking an external picture (held until the conversion timeout), and inside the network namespace
+    the proxy stops nothing the namespace does not.
+    """
+    try:
+        fragment = (uno_dir / DEAD_PROXY_FRAGMENT).read_text()
+    except FileNotFoundError:
+        return  # the start-up report already says profile=OFF (profile_blocks_remote)
+    items = "\n".join(line for line in fragment.splitlines() if line.startswith("<item "))
+    xcu = profile / "user" / "registrymodifications.xcu"
+    text = xcu.read_text()
+    end = text.rindex("</oor:items>")
+    xcu.write_text(text[:end] + items + "\n" + text[end:])
 
 
 def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | None,

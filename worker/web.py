@@ -186,18 +186,29 @@ def create_app(
     @app.get("/ready")
     def ready() -> tuple[Response, int]:
         ok = pool.ready() and not life.draining
-        instances = [
-            {"index": s.index, "state": s.state.value, "pid": s.pid, "conversions": s.conversions,
-             "rss_bytes": s.rss_bytes, "seconds_since_ok": None if s.seconds_since_ok is None
-             else round(s.seconds_since_ok, 3), "restarts": s.restarts}
-            for s in pool.status()
-        ]
-        body = jsonify(ready=ok, draining=life.draining, queue_depth=pool.queue_depth, instances=instances)
+        body = jsonify(ready=ok, draining=life.draining, queue_depth=pool.queue_depth, instances=_instances(pool))
         return body, 200 if ok else 503
 
     @app.get("/metrics")
     def metrics_route() -> Response:
         return Response(metrics.exposition(), content_type=CONTENT_TYPE)
+
+    _add_error_handlers(app, config, metrics)
+    return app
+
+
+def _instances(pool: PoolView) -> list[dict[str, Any]]:
+    """/ready's view of each office."""
+    return [
+        {"index": s.index, "state": s.state.value, "pid": s.pid, "conversions": s.conversions,
+         "rss_bytes": s.rss_bytes, "seconds_since_ok": None if s.seconds_since_ok is None
+         else round(s.seconds_since_ok, 3), "restarts": s.restarts}
+        for s in pool.status()
+    ]
+
+
+def _add_error_handlers(app: Flask, config: Config, metrics: Metrics) -> None:
+    """A body over MAX_BODY_BYTES is a refusal like any other; a bug of ours is a 500 without a traceback."""
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
@@ -213,5 +224,3 @@ def create_app(
         log.exception("unexpected error", extra={"fields": {"outcome": "error"}})
         metrics.requests.labels("500").inc()
         return Response("internal error\n", status=500, content_type="text/plain")
-
-    return app

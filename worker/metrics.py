@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from worker import __version__
+from worker.outcome import Outcome
 
 if TYPE_CHECKING:
     from worker.office import PoolView
@@ -68,7 +69,7 @@ class Metrics:
         self.output_bytes.inc(result.output_bytes)
         if delivery_attempt:
             self.attempts.observe(delivery_attempt)
-        if publish_time is not None and now is not None and result.outcome.value == "converted":
+        if publish_time is not None and now is not None and result.outcome == Outcome.CONVERTED:
             self.lag.observe(max(0.0, (now - publish_time).total_seconds()))
         if total_s is not None:
             self.job_duration.observe(total_s)

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 SYSTEM_PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system venv test test-all lint stress bench demo clean
+.PHONY: setup system venv test test-all lint stress parity bench demo clean
 
 setup: system venv
 
@@ -28,6 +28,10 @@ lint: venv
 
 stress: setup
 	$(PY) -m pytest -q -m slow tests/stress
+
+# Every corpus document through stock `soffice --convert-to pdf` and through ours; writes docs/parity.md.
+parity: setup
+	$(PY) bench/parity.py
 
 bench: setup
 	$(PY) bench/run.py

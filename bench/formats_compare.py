@@ -11,7 +11,6 @@ expects (HWP: unsupported_type naming the format). On ../shared/corpus, (b) is c
 from __future__ import annotations
 
 import csv
-import os
 import statistics
 import subprocess
 import sys
@@ -25,11 +24,12 @@ sys.path.insert(0, str(REPO))
 
 from measure import DOC1, interleaved, medians, module_at, percentile  # noqa: E402
 
+from tests.corpora import ROOT  # noqa: E402
 from worker.errors import Reason, WorkerError  # noqa: E402
 from worker.formats import FORMATS  # noqa: E402
 from worker.sniff import sniff  # noqa: E402
 
-SHARED = Path(os.environ.get("DOCWORKER_CORPUS_DIR", REPO.parent / "shared"))
+SHARED = ROOT
 ALLOWED = {fmt.import_filter for fmt in FORMATS.values()}
 # Filters LibreOffice's detection prefers where our catalogue names a sibling that loads the same file the same way
 # (checked with soffice --infilter on the corpus file: same pages, same text).

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -24,7 +23,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from worker.config import OfficeSettings
     from worker.office import OfficePool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,15 +132,6 @@ def drain(pool: OfficePool, docs: Sequence[Path], threads: int,
 
 
 # -- setup ---------------------------------------------------------------------------------------------------------
-
-
-def build_template(settings: OfficeSettings, dest: Path) -> Path:
-    """An initialised profile template at `dest`: the repo's uno/profile, then the launcher's --init-only run."""
-    from worker.office.pool import init_profile
-
-    shutil.copytree(settings.uno_dir / "profile", dest)
-    init_profile(settings, dest, None)
-    return dest
 
 
 def free_port() -> int:

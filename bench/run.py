@@ -20,10 +20,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from measure import DOC1, DOC10, DOC100, MIXED, alternate, build_template, convert_timed, drain, timed  # noqa: E402
+from measure import DOC1, DOC10, DOC100, MIXED, alternate, convert_timed, drain, timed  # noqa: E402
 
 from worker.config import OfficeSettings  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
+from worker.office.profile import build_template  # noqa: E402
 
 DOCS = {"1 page": DOC1, "10 pages": DOC10, "100 pages": DOC100}
 README = REPO / "bench" / "README.md"

@@ -24,11 +24,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from measure import DOC1, build_template, convert_timed, interleaved, medians, timed  # noqa: E402
+from measure import DOC1, convert_timed, interleaved, medians, timed  # noqa: E402
 
 from worker.config import OfficeSettings  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
 from worker.office.instance import OfficeInstance, group_members  # noqa: E402
+from worker.office.profile import build_template  # noqa: E402
 from worker.office.sandbox import Sandbox, SandboxMode, probe  # noqa: E402
 
 SAMPLE = DOC1

@@ -25,11 +25,12 @@ T0 = time.perf_counter()
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from measure import DOC1, build_template, convert_timed  # noqa: E402
+from measure import DOC1, convert_timed  # noqa: E402
 
 from worker.config import OfficeSettings  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
 from worker.office.instance import OfficeInstance  # noqa: E402
+from worker.office.profile import build_template  # noqa: E402
 
 SAMPLE = DOC1
 

@@ -101,14 +101,8 @@ def _convert(inputs: list[Path], output: Path | None) -> int:
 
 
 def _warm_profile(out: Path) -> int:
-    import shutil
+    from worker.office.profile import build_template
 
-    from worker.office.pool import init_profile
-
-    settings = office_from_env()
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(settings.uno_dir / "profile", out)
-    init_profile(settings, out, None)
+    build_template(office_from_env(), out)
     print(f"initialised profile at {out}")
     return EXIT_OK

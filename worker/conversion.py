@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.errors import Reason, WorkerError
-from worker.office import ConversionTiming, OfficePool
+from worker.office import ConversionTiming, Converter
 from worker.sniff import Sniffed, sniff
 
 
@@ -23,7 +23,7 @@ class Converted:
 
 
 def convert_file(
-    pool: OfficePool, src: Path, dst: Path, name_hint: str, work_root: Path | None = None,
+    pool: Converter, src: Path, dst: Path, name_hint: str, work_root: Path | None = None,
     sniffed: Sniffed | None = None,
 ) -> Converted:
     """Convert src to dst (a PDF); raise WorkerError with a reason from the closed set on anything else.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import random
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,15 +16,15 @@ from typing import Any
 import msoffcrypto
 from pypdf import PdfReader
 
+from tests.corpora import CORPUS  # noqa: F401  (re-exported: corpus tests import it from here)
 from tests.hostile_docs import paragraph, write_docx
 from worker.config import OfficeSettings
 from worker.errors import Reason
 from worker.office import OfficePool
-from worker.office.pool import INIT_MARKER, init_profile
+from worker.office.profile import INIT_MARKER, build_template
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
-CORPUS = REPO.parent / "shared" / "corpus"
 SAMPLE_EXTS = ("docx", "doc", "odt", "rtf", "xlsx", "xls", "ods", "pptx", "ppt")
 PNG_1X1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8cfc0f01f0005"
@@ -41,10 +40,7 @@ def initialised_template(base: Path) -> Path:
     with _template_lock:
         if base in _templates:
             return _templates[base]
-        settings = OfficeSettings(work_dir=base)
-        target = base / "profile-template"
-        shutil.copytree(settings.uno_dir / "profile", target)
-        init_profile(settings, target, None)
+        target = build_template(OfficeSettings(work_dir=base), base / "profile-template")
         assert (target / INIT_MARKER).exists()
         _templates[base] = target
         return target

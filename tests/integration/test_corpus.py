@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.corpora import CORPUS, need_corpus
 from tests.integration.conftest_office import (
-    CORPUS,
     DATA,
     REPO,
     initialised_template,
@@ -116,6 +116,7 @@ def convert_one(pool: OfficePool, entry: Entry, out_dir: Path, work_root: Path) 
 
 @pytest.mark.timeout(900)
 def test_every_corpus_file_becomes_a_pdf_or_a_refusal(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    need_corpus(CORPUS)
     entries = read_manifest()
     assert len(entries) == CORPUS_FILES
     assert all(e.path.is_file() for e in entries)
@@ -183,7 +184,7 @@ def render_tally(outcomes: list[Outcome], wall: float, restarts: dict[str, int])
         COMMAND,
         "```",
         "",
-        f"{len(outcomes)} files from `../shared/corpus` (MANIFEST.tsv) through `convert_file` on a pool of 2,",
+        f"{len(outcomes)} files from `$DOCWORKER_CORPUS_DIR/corpus` (MANIFEST.tsv) through `convert_file`, pool of 2,",
         f"conversion timeout {CONVERSION_TIMEOUT_S:g} s, two client threads. Wall time {wall:.0f} s.",
         f"Office restarts during the run: {dict(sorted(restarts.items())) or 'none'}.",
         "Columns: `converted` = a PDF that pypdf parses; `timeout` = stopped at the timeout; any other column is",

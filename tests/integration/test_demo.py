@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker.office.instance import group_members
+from worker.office.procfs import group_members
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -42,9 +42,10 @@ from tests.integration.conftest_office import (
 from tests.processes import launcher_pids_under, office_pids_under
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
-from worker.office import OfficePool
-from worker.office.instance import OfficeInstance, group_members
-from worker.office.pool import State, records_office_version
+from worker.office import OfficePool, State
+from worker.office.instance import OfficeInstance
+from worker.office.procfs import group_members
+from worker.office.profile import records_office_version
 
 pytestmark = pytest.mark.office
 
@@ -388,7 +389,7 @@ def test_a_started_office_skipped_libreoffices_graphics_self_test(
     xcu = unrecorded / "user" / "registrymodifications.xcu"
     xcu.write_text(re.sub(r'<item oor:path="/org.openoffice.Setup/Product">.*?</item>', "", xcu.read_text()))
     assert not records_office_version(unrecorded)
-    with caplog.at_level(logging.WARNING, logger="worker.office.pool"), \
+    with caplog.at_level(logging.WARNING, logger="worker.office.profile"), \
             running_pool(office_settings(tmp_path / "control", unrecorded)) as pool:
         (inst,) = pool.instances()
         assert (inst.dir / "profile" / "user" / "GraphicsRenderTests.log").exists()
@@ -469,7 +470,8 @@ def test_convert_is_sent_once_even_when_the_connection_drops(tmp_path: Path) -> 
     import socket
 
     from worker.config import OfficeSettings
-    from worker.office.instance import OfficeInstance, unix_address
+    from worker.office.instance import OfficeInstance
+    from worker.office.rpc import unix_address
 
     inst = OfficeInstance(OfficeSettings(work_dir=tmp_path), "fake", tmp_path, io.BytesIO())
     inst.dir.mkdir(parents=True)

@@ -52,7 +52,11 @@ class StubRunner:
 class NoPool:
     """/ready is not exercised here; create_app only needs the pool's read-only surface."""
 
-    queue_depth = 0
+    queue_depth = size = 0
+
+    def __init__(self) -> None:
+        self.sandbox_layers: dict[str, bool] = {}
+        self.restarts: dict[str, int] = {}
 
     def ready(self) -> bool:
         return True
@@ -64,7 +68,7 @@ class NoPool:
 def make_client(settings: AuthSettings, tmp_path: Path) -> tuple[FlaskClient, StubRunner]:
     config = Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode=settings.mode)
     runner = StubRunner()
-    app = create_app(config, job=runner, pool=NoPool(), authenticator=PushAuthenticator(settings),  # type: ignore[arg-type]
+    app = create_app(config, job=runner, pool=NoPool(), authenticator=PushAuthenticator(settings),
                      metrics=Metrics(CollectorRegistry()))
     return app.test_client(), runner
 

@@ -1,7 +1,7 @@
 """The whole chain, nothing mocked: fake-gcs-server -> Pub/Sub emulator push -> `worker serve` -> LibreOffice -> GCS.
 
 One worker subprocess (pool of 2) serves the whole module, so the office starts once. A second, dedicated worker
-with a tiny conversion timeout proves that a document that always times out ends as a failure record.
+with a tiny conversion timeout proves that poison documents end as one failure record at their second office failure.
 Every process started here is stopped by its PID (SIGTERM, then SIGKILL) and no soffice.bin of ours may survive.
 """
 
@@ -26,7 +26,8 @@ import pytest
 import requests
 from google.cloud import storage
 
-from tests.integration.conftest_office import CORPUS, DATA, pdf_text
+from tests.corpora import CORPUS, need_corpus
+from tests.integration.conftest_office import DATA, pdf_text
 from tests.processes import office_pids_under
 from worker import emulators
 from worker.storage import ObjectInfo, Store, emulator_client
@@ -328,11 +329,12 @@ def test_twenty_uploads_at_once_all_become_pdfs_once(chain: Worker) -> None:
         assert all(line["reason"] in ("ok", "queue_full", "office_unavailable") for line in lines), lines
 
 
-# -- 4. hostile documents, an office crash, a document that always times out ----------------------------------------
+# -- 4. hostile documents, an office crash, poison documents ---------------------------------------------------------
 
 
 def test_encrypted_and_corrupt_documents_end_as_failure_records_delivered_once(chain: Worker, tmp_path: Path) -> None:
-    encrypted = CORPUS / "oletools" / "encrypted.docx"  # MANIFEST: password-encrypted; encrypted OOXML in CFB
+    # MANIFEST: password-encrypted; encrypted OOXML in CFB
+    encrypted = need_corpus(CORPUS) / "oletools" / "encrypted.docx"
     # The corpus' "corrupt" files (python-pptx/missing_rels_item.pptx, xlrd/corrupted_error.xls) still convert:
     # LibreOffice repairs them. A corpus docx cut in half is corrupt beyond repair (its zip directory is gone).
     corrupt = (CORPUS / "Open-XML-SDK" / "5Errors.docx").read_bytes()[:6000]
@@ -383,29 +385,35 @@ def test_office_killed_mid_conversion_answers_503_and_redelivery_succeeds(chain:
     assert not set(killed) & set(chain.office_pids())  # replaced by new processes
 
 
-def test_document_that_always_times_out_ends_as_failure_record(
+def test_poison_documents_end_as_one_failure_record_at_their_second_office_failure(
     pubsub: emulators.Proc, emulator_log_dir: Path, tmp_path: Path
 ) -> None:
-    """A dedicated worker whose timeout a 500-page document (~2 s) cannot meet: MAX_DELIVERY_ATTEMPTS, then a record."""
+    """A dedicated worker (2 offices, MAX_DELIVERY_ATTEMPTS=5) whose timeout no poison document can meet: a 500-page
+    document (~2 s) and the memory-bomb .fods (never finishes) each take exactly two office attempts, not five."""
     from tests.integration.conftest_office import make_long_docx
+    from tests.stress.poison import make_memory_bomb_fods
 
-    slow_doc = make_long_docx(tmp_path / "long.docx", 500)
-    worker, gcs = start_chain(pubsub, emulator_log_dir, tmp_path / "work", POOL_SIZE="1",
-                              CONVERSION_TIMEOUT_S="0.3", QUEUE_WAIT_S="60", MAX_DELIVERY_ATTEMPTS="2")
+    poison = {"incoming/poison/long.docx": make_long_docx(tmp_path / "long.docx", 500),
+              "incoming/poison/bomb.fods": make_memory_bomb_fods(tmp_path / "bomb.fods")}
+    worker, gcs = start_chain(pubsub, emulator_log_dir, tmp_path / "work", POOL_SIZE="2",
+                              CONVERSION_TIMEOUT_S="0.3", QUEUE_WAIT_S="60", MAX_DELIVERY_ATTEMPTS="5")
     try:
-        name = "incoming/slow/hundred.docx"
-        uploaded = upload(worker, IN_BUCKET, name, slow_doc)
-        wait_output(worker, name + ".error.json")
-        record = json.loads(fetch(worker, name + ".error.json", tmp_path / "r.json").read_text())
-        assert record["reason"] == "conversion_timeout"
-        assert record["generation"] == str(uploaded.generation)
+        uploaded = {name: upload(worker, IN_BUCKET, name, src) for name, src in poison.items()}
+        for name in poison:
+            wait_output(worker, name + ".error.json")
         time.sleep(3)  # would-be redeliveries after the record
-        lines = worker.deliveries(name, IN_BUCKET)
-        timeouts = [line for line in lines if line["reason"] == "conversion_timeout"]
-        assert [line["status"] for line in timeouts] == [503, 204], lines  # attempt 1 retried, attempt 2 final
-        assert lines[-1]["status"] == 204 and lines[-1]["outcome"] == "failed"
-        assert all(line["status"] in (204, 503) for line in lines)
-        assert worker.store.get_output(OUT_BUCKET, "incoming/slow/hundred.pdf") is None
+        office_faults = ("conversion_timeout", "office_crashed", "memory_exhausted")
+        for name, info in uploaded.items():
+            record = json.loads(fetch(worker, name + ".error.json", tmp_path / "r.json").read_text())
+            assert record["reason"] in office_faults, record
+            assert record["generation"] == str(info.generation)
+            lines = worker.deliveries(name, IN_BUCKET)
+            attempts = [line for line in lines if line["reason"] in office_faults]
+            assert [line["status"] for line in attempts] == [503, 204], lines  # retried once, then final
+            assert lines[-1]["status"] == 204 and lines[-1]["outcome"] == "failed"
+            assert all(line["status"] in (204, 503) for line in lines), lines
+            stem = name.rsplit(".", 1)[0]
+            assert worker.store.get_output(OUT_BUCKET, stem + ".pdf") is None
     finally:
         try:
             stop_worker(worker)

@@ -2,9 +2,9 @@
 
 Layers (worker/office/sandbox.py, docs/operations.md): network (own network namespace, only loopback), filesystem
 (own mount namespace: the install, the instance directory, nothing else), user (the office runs as uid 65534 when
-the worker is root), profile (every protocol through a dead proxy, untrusted links blocked). Each layer is shown
-stopping a linked-image document on its own, against a control where the same document does reach the canary
-server and does copy the secret into its PDF.
+the worker is root), profile (untrusted links blocked; a dead proxy where the office shares the network). Each
+layer is shown stopping a linked-image document on its own, against a control where the same document does reach
+the canary server and does copy the secret into its PDF.
 """
 
 from __future__ import annotations
@@ -138,6 +138,14 @@ def bare_template(base: Path, drop: tuple[str, ...]) -> Path:
 NO_PROFILE_LAYER = ("BlockUntrustedRefererLinks", "ooInet")
 
 
+def uno_dir_without_dead_proxy(base: Path) -> Path:
+    """uno/ without dead-proxy.xcu, so an office sharing the worker's network gets no proxy: layer 3 fully off."""
+    target = base / "uno-without-dead-proxy"
+    target.mkdir(mode=0o755)
+    shutil.copy2(REPO / "uno" / "launcher.py", target / "launcher.py")
+    return target
+
+
 def office_pid(pool: OfficePool) -> int:
     (inst,) = pool.instances()
     assert inst.office_pid is not None
@@ -240,7 +248,9 @@ def test_control_without_any_layer_the_document_reaches_the_canary_and_copies_th
     """CONTROL: proves the layer tests below can fail; no sandbox and no profile layer, as root."""
     secret = write_secret(tmp_path / "private", 0o600)
     template = bare_template(tmp_path, NO_PROFILE_LAYER)
-    with running_pool(office_settings(open_dir / "work", template, sandbox="off")) as pool:
+    settings = office_settings(open_dir / "work", template, sandbox="off",
+                               uno_dir=uno_dir_without_dead_proxy(open_dir))
+    with running_pool(settings) as pool:
         assert pool.sandbox_layers == {"network": False, "filesystem": False, "user": False, "profile": False}
         text = convert_linked(pool, canary, secret, tmp_path)
     assert any(r.startswith("GET /linked.fods.png") for r in canary.requests), canary.requests
@@ -268,7 +278,9 @@ def test_user_layer_alone_keeps_the_workers_files_out_of_the_pdf(
         pytest.fail("this test needs a root worker (the fallback's user layer exists only then)")
     secret = write_secret(tmp_path / "private", 0o600)
     template = bare_template(tmp_path, NO_PROFILE_LAYER)
-    with running_pool(office_settings(open_dir / "work", template, sandbox="auto")) as pool:
+    settings = office_settings(open_dir / "work", template, sandbox="auto",
+                               uno_dir=uno_dir_without_dead_proxy(open_dir))
+    with running_pool(settings) as pool:
         assert pool.sandbox_layers == {"network": False, "filesystem": False, "user": True, "profile": False}
         assert uid_of(office_pid(pool)) == OFFICE_UID
         text = convert_linked(pool, canary, secret, tmp_path)
@@ -323,6 +335,10 @@ def test_every_mode_converts_and_says_at_start_which_layers_are_on(
         assert uid_of(pid) == root_uid
         same_net = os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
         assert same_net is not bool(layers["network"])
+        # the dead proxy only where the office shares the network: inside the namespace it would only add a hang
+        (inst,) = pool.instances()
+        own_profile = (inst.dir / "profile" / "user" / "registrymodifications.xcu").read_text()
+        assert ('name="ooInetProxyType"' in own_profile) is not bool(layers["network"])
         exposition = Metrics(CollectorRegistry(), pool).exposition().decode()
     for layer, on in layers.items():
         assert f'worker_office_sandbox{{layer="{layer}"}} {float(on)}' in exposition, exposition

@@ -26,7 +26,7 @@ from typing import Any
 import requests
 from google.cloud import storage
 
-from tests.integration.conftest_office import CORPUS
+from tests.corpora import CORPUS, need_corpus
 from tests.integration.test_push_chain import (
     DIRECT_BUCKET,
     IN_BUCKET,
@@ -208,7 +208,7 @@ class Upload:
 
 def corpus_docs(n: int, seed: int = 7, exclude: tuple[str, ...] = (SLOW_CORPUS_DOC,)) -> list[Path]:
     """n corpus documents (repeating when n > corpus), shuffled with a fixed seed, office suffixes only."""
-    rows = (CORPUS / "MANIFEST.tsv").read_text().splitlines()[1:]
+    rows = (need_corpus(CORPUS) / "MANIFEST.tsv").read_text().splitlines()[1:]
     paths = [CORPUS / row.split("\t")[0] for row in rows if row.strip()]
     paths = [p for p in paths if p.suffix.lower() in DEFAULT_SUFFIXES and p.is_file()
              and str(p.relative_to(CORPUS)) not in exclude]

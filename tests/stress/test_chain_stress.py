@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest_office import CORPUS, make_long_docx
+from tests.corpora import CORPUS, need_corpus
+from tests.integration.conftest_office import make_long_docx
 from tests.stress.harness import (
     SLOW_CORPUS_DOC,
     Report,
@@ -65,6 +66,7 @@ def _finish(worker: StressWorker, gcs: emulators.Proc, report: Report) -> None:
 
 @pytest.mark.parametrize("n", [pytest.param(30, id="ci"), pytest.param(200, id="full", marks=pytest.mark.slow)])
 def test_burst(n: int, pubsub: emulators.Proc, logs: Path, tmp_path: Path, record: list[Report]) -> None:
+    need_corpus(CORPUS)  # before starting the chain: without the corpus there is nothing to send
     worker, gcs = _chain(pubsub, logs, tmp_path)
     report = Report("burst", f"{n} uploads", n, ceiling_mb=ceiling_mb(POOL, MAX_OFFICE_RSS_MB))
     record.append(report)
@@ -108,6 +110,7 @@ def _suffixes(docs: list[Path]) -> dict[str, int]:
 def test_chaos(n: int, kills: int, every_s: float, pubsub: emulators.Proc, logs: Path, tmp_path: Path,
                record: list[Report]) -> None:
     """Kill a random soffice.bin every few seconds and, half-way, SIGKILL the worker itself and restart it."""
+    need_corpus(CORPUS)  # before starting the chain: without the corpus there is nothing to send
     worker, gcs = _chain(pubsub, logs, tmp_path)
     report = Report("chaos", f"{n} uploads, {kills} office kills, 1 worker kill", n,
                     ceiling_mb=ceiling_mb(POOL, MAX_OFFICE_RSS_MB))
@@ -172,6 +175,7 @@ def test_poison(n: int, timeout_s: float, pubsub: emulators.Proc, logs: Path, tm
                 record: list[Report]) -> None:
     """Documents that hang the office or eat memory, mixed into a burst: bounded attempts, then a failure record;
     the other documents keep flowing (no gap between conversions longer than one timeout plus a restart)."""
+    need_corpus(CORPUS)  # before starting the chain: without the corpus there is nothing to send
     attempts = 2
     worker, gcs = _chain(pubsub, logs, tmp_path, CONVERSION_TIMEOUT_S=str(timeout_s),
                          MAX_DELIVERY_ATTEMPTS=str(attempts), QUEUE_WAIT_S="120")

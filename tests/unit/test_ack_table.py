@@ -76,7 +76,7 @@ ERROR_STATUS: dict[Reason, int] = {
 
 
 def test_the_tables_cover_every_outcome_and_reason() -> None:
-    assert ACKING_OUTCOMES | {Outcome.RETRY} == set(Outcome)
+    assert ACKING_OUTCOMES | {Outcome.RETRY, Outcome.REFUSED} == set(Outcome)
     assert set(ERROR_STATUS) == set(Reason)
     assert set(RETRY_STATUS) == set(RETRYABLE)
 
@@ -108,6 +108,11 @@ def test_request_errors_map_and_are_never_acked(reason: Reason) -> None:
     assert status not in PUBSUB_ACK_CODES
 
 
+@pytest.mark.parametrize("reason", sorted(Reason))
+def test_refused_results_answer_like_the_error_that_refused_them(reason: Reason) -> None:
+    assert status_for(JobResult(Outcome.REFUSED, reason)) == ERROR_STATUS[reason]
+
+
 def test_retryable_reasons_are_exactly_429_or_503() -> None:
     for reason in Reason:
         status = status_for_error(WorkerError(reason, "x"))
@@ -131,7 +136,11 @@ class FixedRunner:
 
 
 class NoPool:
-    queue_depth = 0
+    queue_depth = size = 0
+
+    def __init__(self) -> None:
+        self.sandbox_layers: dict[str, bool] = {}
+        self.restarts: dict[str, int] = {}
 
     def ready(self) -> bool:
         return True
@@ -143,7 +152,7 @@ class NoPool:
 def _client(tmp_path: Path, runner: FixedRunner) -> Any:
     config = Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode="off",
                     max_body_bytes=64 * 1024)
-    app = create_app(config, job=runner, pool=NoPool(), authenticator=PushAuthenticator(AuthSettings("off")),  # type: ignore[arg-type]
+    app = create_app(config, job=runner, pool=NoPool(), authenticator=PushAuthenticator(AuthSettings("off")),
                      metrics=Metrics(CollectorRegistry()))
     return app.test_client()
 

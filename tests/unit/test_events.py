@@ -18,7 +18,7 @@ from worker.events import EVENT_TYPES, MAX_JSON_DEPTH, NotStorageEvent, ObjectEv
 
 REPO = Path(__file__).resolve().parents[2]
 ENVELOPES = REPO / "tests" / "data" / "envelopes"
-CAPTURED = Path("/work/shared/fixtures/pubsub-push-gcs-finalize.json")
+CAPTURED = REPO / "tests" / "data" / "pubsub-push-gcs-finalize.json"  # a real emulator push (from shared/fixtures)
 JSON_HEADERS = {"Content-Type": "application/json"}
 GEN = "1795867266026254"
 

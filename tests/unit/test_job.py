@@ -338,23 +338,77 @@ def test_conversion_refused_by_office_is_permanent(job: Job, store: FakeStore, p
     assert (job.run(event(src)).outcome, pool.calls) == (Outcome.FAILED, 1)
 
 
-@pytest.mark.parametrize("reason", [Reason.OFFICE_CRASHED, Reason.CONVERSION_TIMEOUT])
-def test_poison_document_gives_up_after_max_delivery_attempts(job: Job, store: FakeStore, pool: FakePool,
-                                                               config: Config, reason: Reason) -> None:
+@pytest.mark.parametrize("reason", [Reason.OFFICE_CRASHED, Reason.CONVERSION_TIMEOUT, Reason.MEMORY_EXHAUSTED])
+@pytest.mark.parametrize("max_attempts", [2, 5])
+def test_poison_document_is_recorded_at_its_second_office_failure(
+    tmp_path: Path, store: FakeStore, pool: FakePool, reason: Reason, max_attempts: int
+) -> None:
+    """Not after MAX_DELIVERY_ATTEMPTS: 5 x 120 s of an office per poison document was the old price."""
+    config = Config(output_bucket=OUT, office=OfficeSettings(work_dir=tmp_path / "work"), input_buckets=(IN,),
+                    max_delivery_attempts=max_attempts)
+    job = Job(config, pool, store)  # type: ignore[arg-type]
     src = store.put(IN, "poison.docx", SAMPLE)
     pool.errors = [WorkerError(reason, "boom")] * 10
-    outcomes = [job.run(event(src)).outcome for _ in range(config.max_delivery_attempts)]
-    assert outcomes == [Outcome.RETRY] * (config.max_delivery_attempts - 1) + [Outcome.FAILED]
+    outcomes = [job.run(event(src)).outcome for _ in range(2)]
+    assert outcomes == [Outcome.RETRY, Outcome.FAILED]
+    assert pool.calls == 2
     live = store.live(OUT, "poison.docx.error.json")
     assert live is not None and json.loads(live[1])["reason"] == reason.value
     assert job.run(event(src)).outcome == Outcome.DUPLICATE  # and then it stays done
+    assert pool.calls == 2
     assert jobs_dir_empty(config)
 
 
-def test_pubsub_delivery_attempt_counts_towards_giving_up(job: Job, store: FakeStore, pool: FakePool) -> None:
+def test_different_office_failures_add_up(job: Job, store: FakeStore, pool: FakePool) -> None:
+    src = store.put(IN, "poison.docx", SAMPLE)
+    pool.errors = [WorkerError(Reason.MEMORY_EXHAUSTED, "bloat"), WorkerError(Reason.CONVERSION_TIMEOUT, "hang")]
+    assert [job.run(event(src)).outcome for _ in range(2)] == [Outcome.RETRY, Outcome.FAILED]
+
+
+def test_an_office_killed_from_outside_is_never_a_strike(job: Job, store: FakeStore, pool: FakePool) -> None:
+    """Chaos kills between two timeouts neither count nor reset: the document is recorded at its second timeout."""
+    src = store.put(IN, "slow.xlsx", SAMPLE)
+    killed = WorkerError(Reason.OFFICE_KILLED, "SIGKILL")
+    timeout = WorkerError(Reason.CONVERSION_TIMEOUT, "hang")
+    pool.errors = [killed, timeout, killed, killed, killed, timeout]
+    results = [job.run(event(src)) for _ in range(6)]
+    assert [r.outcome for r in results] == [Outcome.RETRY] * 5 + [Outcome.FAILED]
+    assert results[-1].reason == "conversion_timeout"
+
+
+def test_strikes_belong_to_one_generation(job: Job, store: FakeStore, pool: FakePool) -> None:
+    """An overwrite is a new document: the old generation's strike does not count against it."""
+    old = store.put(IN, "a.docx", SAMPLE)
+    pool.errors = [WorkerError(Reason.CONVERSION_TIMEOUT, "hang")] * 2
+    assert job.run(event(old)).outcome == Outcome.RETRY
+    new = store.put(IN, "a.docx", SAMPLE)
+    assert job.run(event(new)).outcome == Outcome.RETRY
+    assert job.run(event(new)).outcome == Outcome.CONVERTED
+
+
+def test_one_attempt_configured_means_no_retry(tmp_path: Path, store: FakeStore, pool: FakePool) -> None:
+    config = Config(output_bucket=OUT, office=OfficeSettings(work_dir=tmp_path / "work"), max_delivery_attempts=1)
+    job = Job(config, pool, store)  # type: ignore[arg-type]
+    src = store.put(IN, "poison.docx", SAMPLE)
+    pool.errors = [WorkerError(Reason.OFFICE_CRASHED, "boom")]
+    assert job.run(event(src)).outcome == Outcome.FAILED
+
+
+def test_pubsub_delivery_attempt_caps_strikes_spread_over_instances(job: Job, store: FakeStore,
+                                                                      pool: FakePool) -> None:
+    """This process saw no strike yet, but Pub/Sub delivered MAX_DELIVERY_ATTEMPTS times: the first one is final."""
     src = store.put(IN, "poison.docx", SAMPLE)
     pool.errors = [WorkerError(Reason.OFFICE_CRASHED, "boom")]
     assert job.run(event(src, delivery_attempt=3)).outcome == Outcome.FAILED
+
+
+def test_redeliveries_for_backpressure_alone_do_not_make_a_document_poison(job: Job, store: FakeStore,
+                                                                           pool: FakePool) -> None:
+    """Pub/Sub's deliveryAttempt counts 429s too: below the cap, a first office failure is still retried."""
+    src = store.put(IN, "a.docx", SAMPLE)
+    pool.errors = [WorkerError(Reason.CONVERSION_TIMEOUT, "slow under load")]
+    assert job.run(event(src, delivery_attempt=2)).outcome == Outcome.RETRY
+    assert job.run(event(src, delivery_attempt=3)).outcome == Outcome.CONVERTED
 
 
 @pytest.mark.parametrize("reason", [Reason.QUEUE_FULL, Reason.OFFICE_UNAVAILABLE, Reason.SHUTTING_DOWN,

@@ -91,10 +91,10 @@ def test_a_fresh_registry_has_every_family_with_the_prefix_and_no_job_yet():
 
 def test_observe_counts_by_outcome_and_reason_and_fills_the_histograms():
     metrics = Metrics(CollectorRegistry(), FakePool())
-    metrics.observe(converted(), NOW - timedelta(seconds=2), NOW, 1)
-    metrics.observe(JobResult(Outcome.FAILED, "corrupt", durations={"download": 0.01}), NOW, NOW, 3)
-    metrics.observe(JobResult(Outcome.IGNORED, "suffix"), NOW - timedelta(seconds=1), NOW, None)
-    metrics.observe(JobResult(Outcome.RETRY, "queue_full"), None, NOW, 2)
+    metrics.observe(converted(), 204, NOW - timedelta(seconds=2), NOW, 1, total_s=0.5)
+    metrics.observe(JobResult(Outcome.FAILED, "corrupt", durations={"download": 0.01}), 204, NOW, NOW, 3)
+    metrics.observe(JobResult(Outcome.IGNORED, "suffix"), 204, NOW - timedelta(seconds=1), NOW, None)
+    metrics.observe(JobResult(Outcome.RETRY, "queue_full"), 429, None, NOW, 2)
     s = samples_of(metrics.exposition().decode())
 
     assert get(s, "worker_jobs_total", outcome="converted", reason="ok") == 1
@@ -113,6 +113,9 @@ def test_observe_counts_by_outcome_and_reason_and_fills_the_histograms():
     assert get(s, "worker_output_bytes_total") == 5000
     assert get(s, "worker_delivery_attempt_count") == 3  # None (no dead-letter policy) is not an attempt
     assert get(s, "worker_delivery_attempt_sum") == 6
+    assert get(s, "worker_http_requests_total", code="204") == 3
+    assert get(s, "worker_http_requests_total", code="429") == 1
+    assert get(s, "worker_job_duration_seconds_count") == 1  # only where the caller timed a job
 
 
 def test_the_memory_budget_is_exported_with_the_limit_only_when_there_is_one():
@@ -128,7 +131,7 @@ def test_the_memory_budget_is_exported_with_the_limit_only_when_there_is_one():
 
 def test_a_publish_time_in_the_future_is_not_a_negative_lag():
     metrics = Metrics(CollectorRegistry())
-    metrics.observe(converted(), NOW + timedelta(seconds=5), NOW, None)
+    metrics.observe(converted(), 204, NOW + timedelta(seconds=5), NOW, None)
     s = samples_of(metrics.exposition().decode())
     assert get(s, "worker_end_to_end_lag_seconds_sum") == 0
 
@@ -185,10 +188,8 @@ def test_promtool_finds_no_problem():
     pool = FakePool()
     pool.restarts["exit"] = 1
     metrics = Metrics(CollectorRegistry(), pool)
-    metrics.observe(converted(), NOW - timedelta(seconds=2), NOW, 1)
-    metrics.observe(JobResult(Outcome.FAILED, "corrupt"), NOW, NOW, None)
-    metrics.requests.labels("204").inc()
-    metrics.job_duration.observe(0.5)
+    metrics.observe(converted(), 204, NOW - timedelta(seconds=2), NOW, 1, total_s=0.5)
+    metrics.observe(JobResult(Outcome.FAILED, "corrupt"), 204, NOW, NOW, None)
     check = subprocess.run([promtool, "check", "metrics"], input=metrics.exposition(), capture_output=True,
                            timeout=30)
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check
@@ -211,10 +212,10 @@ class DoneJob:
 def make_app(pool: FakePool, job: Any = None, life: Lifecycle | None = None) -> tuple[Any, Metrics, Lifecycle]:
     config = Config(output_bucket="out", office=OfficeSettings(pool_size=pool.size), auth_mode="off",
                     google_cloud_project="p")
-    metrics = Metrics(CollectorRegistry(), pool)  # type: ignore[arg-type]
+    metrics = Metrics(CollectorRegistry(), pool)
     life = life or Lifecycle()
     app = create_app(config, job=job or DoneJob(), pool=pool, authenticator=PushAuthenticator(AuthSettings("off")),
-                     metrics=metrics, lifecycle=life)  # type: ignore[arg-type]
+                     metrics=metrics, lifecycle=life)
     return app.test_client(), metrics, life
 
 

@@ -1,5 +1,15 @@
 """The office pool: supervised LibreOffice instances behind one convert() call."""
 
-from worker.office.pool import ConversionTiming, InstanceStatus, OfficePool, RestartReason, State
+from worker.office.api import (
+           ConversionPool,
+           ConversionTiming,
+           Converter,
+           InstanceStatus,
+           PoolView,
+           RestartReason,
+           State,
+)
+from worker.office.pool import OfficePool
 
-__all__ = ["ConversionTiming", "InstanceStatus", "OfficePool", "RestartReason", "State"]
+__all__ = ["ConversionPool", "ConversionTiming", "Converter", "InstanceStatus", "OfficePool", "PoolView",
+           "RestartReason", "State"]

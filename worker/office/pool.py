@@ -1,41 +1,33 @@
 """The supervisor: a bounded queue in front of N office instances, and the rules that keep them healthy.
 
-Like Gotenberg's supervisor, the instance only knows start/stop/ping/convert; every restart rule lives here and its
-comment names the failure that motivated it.
+Like Gotenberg's supervisor, the instance only knows start/stop/ping/convert. What happens after a conversion is
+decided by worker/office/policy.py (pure); the idle health checks and the busy memory kill live in the monitor
+here; _restart() carries every restart out and is the only place that counts one. Each rule's comment names the
+failure that motivated it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import logging
-import os
 import queue
-import re
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import xmlrpc.client
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO
 
 from worker.config import OfficeSettings
 from worker.errors import Reason, WorkerError
-from worker.office.instance import (
-    OfficeInstance,
-    OfficeStartError,
-    free_port,
-    launcher_command,
-    launcher_files,
-    lifeline_fd,
-)
+from worker.office.api import ConversionTiming, InstanceStatus, RestartReason, State
+from worker.office.faults import conversion_error
+from worker.office.instance import OfficeInstance, OfficeStartError
+from worker.office.launch import launcher_files
+from worker.office.policy import Decision, Facts, Limits, Result, decide
+from worker.office.profile import build_template, profile_blocks_remote
 from worker.office.sandbox import LAYERS, Sandbox, SandboxMode, probe
 
 log = logging.getLogger(__name__)
@@ -43,57 +35,12 @@ log = logging.getLogger(__name__)
 PROBE_DIR = Path(__file__).parent / "probe"
 # One per family: text, spreadsheet, presentation. OOXML, because that is what arrives and its import filters are
 # separate modules: after flat-ODF probes the first .docx still cost ~4x a warm one (bench/README.md, Performance).
-# Loaded with the import filter sniff picks, as real jobs are: the first load naming a filter also builds
-# unoserver's filter table, which otherwise lands on the first request.
+# Loaded with the import filter sniff picks, as real jobs are.
 PROBE_DOCS = ("probe.docx", "probe.xlsx", "probe.pptx")
 PROBE_FILTERS = {"probe.docx": "MS Word 2007 XML", "probe.xlsx": "Calc MS Excel 2007 XML",
                  "probe.pptx": "Impress MS PowerPoint 2007 XML"}
-INIT_MARKER = ".docworker-initialised"
-# Layer 3 is on when the profile routes every protocol to a proxy (manual, no exceptions) and blocks untrusted links.
-PROFILE_LAYER_SETTINGS = (
-    r'name="ooInetProxyType"[^>]*><value>1<',
-    r'name="ooInetNoProxy"[^>]*>(?:<value\s*/>|<value></value>)',
-    r'name="BlockUntrustedRefererLinks"[^>]*><value>true<',
-)
-
-
-class State(StrEnum):
-    STARTING = "starting"
-    IDLE = "idle"
-    BUSY = "busy"
-    RESTARTING = "restarting"
-    STOPPED = "stopped"
-
-
-class RestartReason(StrEnum):
-    EXIT = "exit"  # the office went away while idle
-    CRASH = "crash"  # it died or stopped answering during a conversion
-    KILLED = "killed"  # a SIGKILL from outside the worker during a conversion (OOM killer, operator)
-    TIMEOUT = "timeout"  # a conversion ran past the timeout and was killed
-    MAX_CONVERSIONS = "max_conversions"  # planned recycle after N conversions
-    MEMORY = "memory"  # soffice.bin RSS above the ceiling
-    UNHEALTHY = "unhealthy"  # an idle health ping failed
-    START_FAILED = "start_failed"  # a start attempt did not reach ready
-
-
-@dataclass(frozen=True)
-class InstanceStatus:
-    """What /ready and /metrics show per instance."""
-
-    index: int
-    state: State
-    pid: int | None
-    conversions: int
-    rss_bytes: int
-    seconds_since_ok: float | None
-    restarts: int
-
-
-@dataclass(frozen=True)
-class ConversionTiming:
-    queue_wait_s: float
-    convert_s: float
-    instance: int
+# Every way a conversion call can fail on the office's side (TimeoutError is an OSError).
+CONVERSION_ERRORS = (OSError, http.client.HTTPException, xmlrpc.client.Fault, xmlrpc.client.ProtocolError)
 
 
 class _Slot:
@@ -118,8 +65,6 @@ class OfficePool:
 
     HEALTH_INTERVAL_S = 5.0
     MONITOR_INTERVAL_S = 0.25
-    SPARE_LEAD_MAX = 50
-    SPARE_AT_RSS_FRACTION = 0.8
 
     def __init__(self, settings: OfficeSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -157,7 +102,7 @@ class OfficePool:
         self._log = open(self.settings.work_dir / "office.log", "ab")  # noqa: SIM115 (closed in stop)
         self._sandbox = probe(SandboxMode(self.settings.sandbox), self.settings.uno_python, self.settings.work_dir,
                               launcher_files(self.settings))
-        self._template = self._prepare_profile()
+        self._template = build_template(self.settings, log_file=self._log, sandbox=self._sandbox)
         self._report_sandbox(self._sandbox, self._template)
         for slot in self._slots:
             slot.building = True
@@ -196,51 +141,20 @@ class OfficePool:
 
     def _report_sandbox(self, sandbox: Sandbox, template: Path) -> None:
         """One line at start saying which layers stand between a hostile document and the machine."""
-        self.sandbox_layers = sandbox.layers(profile_blocks_remote(template))
+        self.sandbox_layers = sandbox.layers(
+            profile_blocks_remote(template, self.settings.uno_dir, network_isolated=sandbox.namespaced))
         off = [layer for layer in LAYERS if not self.sandbox_layers[layer]]
         fields = {"sandbox_mode": sandbox.mode.value, **{f"sandbox_{k}": v for k, v in self.sandbox_layers.items()}}
         summary = " ".join(f"{layer}={'on' if on else 'OFF'}" for layer, on in self.sandbox_layers.items())
         if not off:
             log.info("office sandbox: %s (OFFICE_SANDBOX=%s)", summary, sandbox.mode.value, extra={"fields": fields})
             return
-        why = sandbox.why_off or ("the profile template does not send every protocol to a dead proxy"
-                                  if off == ["profile"] else "")
+        profile_why = "the profile template does not block untrusted links (or uno/dead-proxy.xcu is missing)"
+        why = sandbox.why_off or (profile_why if off == ["profile"] else "")
         if "profile" in off and sandbox.why_off:
-            why += "; profile: the template does not send every protocol to a dead proxy"
+            why += "; profile: " + profile_why
         log.warning("office sandbox: %s (OFFICE_SANDBOX=%s): %s", summary, sandbox.mode.value, why,
                     extra={"fields": {**fields, "sandbox_why_off": why}})
-
-    def _prepare_profile(self) -> Path:
-        """The initialised template every instance copies; says so when its starts will be slow."""
-        template = self._initialised_template()
-        if not records_office_version(template):
-            log.warning("profile template %s does not record the office version, so every office start runs "
-                        "LibreOffice's graphics self-test (~0.8 s); rebuild it with `worker warm-profile` if it is "
-                        "OFFICE_PROFILE_TEMPLATE, otherwise see office.log for why init could not record it", template)
-        return template
-
-    def _initialised_template(self) -> Path:
-        """First start on a new profile costs a restart inside LibreOffice (exit 81): pay it once, then copy."""
-        given = self.settings.profile_template
-        if given is not None and (given / INIT_MARKER).exists():
-            return given
-        source = given or (self.settings.uno_dir / "profile")
-        target = profile_cache_dir(source, self.settings)
-        if (target / INIT_MARKER).exists():
-            return target
-        building = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}")
-        shutil.rmtree(building, ignore_errors=True)
-        shutil.copytree(source, building)
-        try:
-            init_profile(self.settings, building, self._log, self._sandbox)
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
-        try:
-            building.rename(target)  # atomic: concurrent pools never see a half-built profile
-        except OSError:
-            shutil.rmtree(building, ignore_errors=True)  # another pool won the race; its copy is as good
-        return target
 
     # -- the one public operation ------------------------------------------------------------------
 
@@ -295,58 +209,38 @@ class OfficePool:
     def _convert_on(self, slot: _Slot, src: Path, dst: Path, import_filter: str | None) -> None:
         inst = slot.instance
         assert inst is not None
-        timeout = self.settings.conversion_timeout_s
         try:
-            inst.convert(src, dst, import_filter, timeout=timeout)
-        except TimeoutError as exc:
-            # A hung conversion (tarpit link, pathological file) blocks its office forever: kill it, restart only it.
-            self._recycle(slot, RestartReason.TIMEOUT)
-            raise WorkerError(Reason.CONVERSION_TIMEOUT, f"conversion did not finish within {timeout:g} s") from exc
-        except xmlrpc.client.Fault as fault:
-            if not slot.memory_killed and self._still_healthy(inst):
-                self._release_idle(slot)
-                raise WorkerError(Reason.CONVERSION_FAILED, _fault_message(fault)) from fault
-            self._raise_lost_office(slot, fault)
-        except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
-            self._raise_lost_office(slot, exc)
+            inst.convert(src, dst, import_filter, timeout=self.settings.conversion_timeout_s)
+        except CONVERSION_ERRORS as exc:
+            result = self._failure(slot, inst, exc)
+            self._carry_out(slot, decide(Facts(result, slot.conversions, 0, slot.building), self._limits()))
+            raise conversion_error(result, exc, self.settings) from exc
         slot.conversions += 1
         slot.last_ok = self.clock()
-        # Planned recycles bound memory growth (probe: RSS climbs per new kind of document, then plateaus).
-        # A spare starts shortly before the limit and replaces the instance once it is warm, so a recycle costs
-        # no wait; only when the limit comes first is the old instance taken out of service at once.
-        rss, ceiling = inst.rss_bytes(), self.settings.max_rss_mb * 2**20
-        if slot.conversions >= self.settings.max_conversions:
-            self._recycle(slot, RestartReason.MAX_CONVERSIONS)
-        elif rss > ceiling:
-            self._recycle(slot, RestartReason.MEMORY)
-        else:
-            if not slot.building:
-                if slot.conversions >= self.settings.max_conversions - self._spare_lead():
-                    self._start_spare(slot, RestartReason.MAX_CONVERSIONS)
-                elif rss > ceiling * self.SPARE_AT_RSS_FRACTION:
-                    self._start_spare(slot, RestartReason.MEMORY)
-            self._release_idle(slot)
+        facts = Facts(Result.OK, slot.conversions, inst.rss_bytes(), slot.building)
+        self._carry_out(slot, decide(facts, self._limits()))
 
-    def _raise_lost_office(self, slot: _Slot, cause: Exception) -> NoReturn:
-        """The office died under the document: killed by the monitor for memory, or a crash (kill -9, abort)."""
+    def _failure(self, slot: _Slot, inst: OfficeInstance, exc: Exception) -> Result:
+        """What a failed conversion says about its office (pings and the launcher's exit code: the policy's facts)."""
+        if isinstance(exc, TimeoutError):
+            return Result.TIMEOUT
+        if isinstance(exc, xmlrpc.client.Fault) and not slot.memory_killed and self._still_healthy(inst):
+            return Result.FAULT
         if slot.memory_killed:
-            self._recycle(slot, RestartReason.MEMORY)
-            raise WorkerError(
-                Reason.MEMORY_EXHAUSTED,
-                f"the document made the office grow past {self.settings.effective_rss_kill_mb} MiB while converting",
-            ) from cause
-        # A SIGKILL the worker did not send says nothing about the document (seen under chaos: an innocent slow
-        # spreadsheet whose office was killed 3 times ended as a poison record); it must not count as poison.
-        if slot.instance is not None and slot.instance.killed_from_outside():
-            self._recycle(slot, RestartReason.KILLED)
-            raise WorkerError(Reason.OFFICE_KILLED, "the office was SIGKILLed from outside the worker during the "
-                              "conversion (the kernel's OOM killer or an operator)") from cause
-        self._recycle(slot, RestartReason.CRASH)
-        raise WorkerError(Reason.OFFICE_CRASHED, f"the office crashed during the conversion ({cause})") from cause
+            return Result.MEMORY_KILLED
+        return Result.KILLED if inst.killed_from_outside() else Result.CRASH
 
-    def _spare_lead(self) -> int:
-        """How many conversions before the limit the spare starts (it needs ~1.5 s, i.e. dozens of small jobs)."""
-        return max(1, min(self.SPARE_LEAD_MAX, self.settings.max_conversions // 10))
+    def _limits(self) -> Limits:
+        return Limits(self.settings.max_conversions, self.settings.max_rss_mb * 2**20)
+
+    def _carry_out(self, slot: _Slot, decision: Decision) -> None:
+        """Act on the policy's decision; the caller holds slot.use, and the slot leaves BUSY either way."""
+        if decision.restart is not None:
+            self._restart(slot, decision.restart)
+            return
+        if decision.spare is not None:
+            self._start_spare(slot, decision.spare)
+        self._release_idle(slot)
 
     def _still_healthy(self, inst: OfficeInstance) -> bool:
         if not inst.alive():
@@ -363,19 +257,29 @@ class OfficePool:
         slot.state = State.IDLE
         self._idle.put((slot, slot.epoch))
 
-    def _recycle(self, slot: _Slot, reason: RestartReason) -> None:
-        """Take the slot out of service now; a replacement starts in the background (callers never wait for it).
+    def _restart(self, slot: _Slot, reason: RestartReason, spare: OfficeInstance | None = None) -> None:
+        """The only place a restart is counted (worker_office_restarts_total and the slot's own count).
 
-        The caller holds slot.use. If a spare is already starting for this slot, it takes over when proven.
+        START_FAILED counts an attempt that never served: the slot's own count stays, its builder retries.
+        With a proven spare, the planned recycle happens now, before the old instance ran into its limit.
+        Otherwise the office leaves service now and a replacement starts in the background (callers never wait for
+        it); if a spare is already starting for this slot, it takes over when proven. The caller holds slot.use
+        (but for START_FAILED, which touches only the counter).
         """
         self.restarts[reason.value] += 1
+        if reason is RestartReason.START_FAILED:
+            return
         slot.restarts += 1
+        if spare is not None:
+            log.info("office %d replaced by its spare: %s", slot.index, reason.value)
+            self._put_in_service(slot, spare)
+            return
         log.warning("restarting office %d: %s", slot.index, reason.value)
         slot.state = State.RESTARTING
         slot.epoch += 1
         old, slot.instance = slot.instance, None
         if old is not None:
-            threading.Thread(target=self._discard, args=(old,), daemon=True).start()
+            threading.Thread(target=self._stop_instance, args=(old, 0), daemon=True).start()
         if not slot.building:
             slot.building = True
             threading.Thread(target=self._build, args=(slot, None), daemon=True).start()
@@ -398,21 +302,23 @@ class OfficePool:
                     return
                 old = slot.instance
                 if old is not None and spare_for is not None:
-                    # the planned recycle happens now, before the old instance ran into its limit
-                    self.restarts[spare_for.value] += 1
-                    slot.restarts += 1
-                    log.info("office %d replaced by its spare: %s", slot.index, spare_for.value)
-                slot.instance = inst
-                slot.epoch += 1
-                slot.conversions = 0
-                slot.memory_killed = False
-                slot.last_ok = self.clock()
-                slot.building = False
-                self._release_idle(slot)
+                    self._restart(slot, spare_for, spare=inst)
+                else:
+                    self._put_in_service(slot, inst)
             if old is not None:
-                self._discard(old)
+                self._stop_instance(old, grace=0)
         finally:
             slot.started.set()
+
+    def _put_in_service(self, slot: _Slot, inst: OfficeInstance) -> None:
+        """A proven instance takes the slot's work from now on (caller holds use)."""
+        slot.instance = inst
+        slot.epoch += 1
+        slot.conversions = 0
+        slot.memory_killed = False
+        slot.last_ok = self.clock()
+        slot.building = False
+        self._release_idle(slot)
 
     def _start_proven(self, slot: _Slot) -> OfficeInstance | None:
         """A started instance that converted one probe of every family; None when stopping."""
@@ -439,7 +345,7 @@ class OfficePool:
                 if self._stop.is_set():
                     break  # stopped while starting: expected, not a failure
                 self._last_start_error = str(exc)
-                self.restarts[RestartReason.START_FAILED.value] += 1
+                self._restart(slot, RestartReason.START_FAILED)
                 if self._give_up_on_start and slot.epoch == 0:
                     break  # start() raises with this error: the caller reports it once
                 log.error("office %d failed to start: %s", slot.index, exc)
@@ -449,14 +355,9 @@ class OfficePool:
             slot.building = False
         return None
 
-    def _discard(self, inst: OfficeInstance) -> None:
-        """Kill an instance out of service at once: nothing runs on it and its directory is thrown away."""
-        inst.stop(grace=0)
-        with self._live_lock:
-            self._live.discard(inst)
-
-    def _stop_instance(self, inst: OfficeInstance) -> None:
-        inst.stop()
+    def _stop_instance(self, inst: OfficeInstance, grace: float = 2.0) -> None:
+        """Stop an instance and forget it; grace=0 for one out of service (nothing runs on it, its dir goes anyway)."""
+        inst.stop(grace)
         with self._live_lock:
             self._live.discard(inst)
 
@@ -471,26 +372,31 @@ class OfficePool:
             dst.unlink()
 
     def _watch(self) -> None:
-        """Restart an office that died while idle, and keep `last_ok` fresh with real round trips."""
+        """The monitor: every 0.25 s, the memory of converting offices and the health of idle ones."""
         while not self._stop.wait(self.MONITOR_INTERVAL_S):
             for slot in self._slots:
                 self._check_busy_memory(slot)
                 if slot.state != State.IDLE or not slot.use.acquire(blocking=False):
                     continue
                 try:
-                    if slot.state != State.IDLE or slot.instance is None:
-                        continue
-                    inst = slot.instance
-                    if not inst.alive():
-                        # unoserver exits 0 on crash, timeout and stop-after alike: restart on ANY exit.
-                        self._recycle(slot, RestartReason.EXIT)
-                    elif slot.last_ok is None or self.clock() - slot.last_ok > self.HEALTH_INTERVAL_S:
-                        if self._still_healthy(inst):
-                            slot.last_ok = self.clock()
-                        else:
-                            self._recycle(slot, RestartReason.UNHEALTHY)
+                    if slot.state == State.IDLE and slot.instance is not None:
+                        self._check_idle(slot, slot.instance)
                 finally:
                     slot.use.release()
+
+    def _check_idle(self, slot: _Slot, inst: OfficeInstance) -> None:
+        """Restart an office that went away while idle, and keep `last_ok` fresh with real round trips.
+
+        Any exit counts (the launcher exits whenever its office dies, and anything outside the worker may kill it);
+        a health ping every HEALTH_INTERVAL_S catches a wedged office that still has a process.
+        """
+        if not inst.alive():
+            self._restart(slot, RestartReason.EXIT)
+        elif slot.last_ok is None or self.clock() - slot.last_ok > self.HEALTH_INTERVAL_S:
+            if self._still_healthy(inst):
+                slot.last_ok = self.clock()
+            else:
+                self._restart(slot, RestartReason.UNHEALTHY)
 
     def _check_busy_memory(self, slot: _Slot) -> None:
         """A document can grow an office by ~70 MB/s until the timeout (seen: a 700-byte .fods reached 1.1 GB).
@@ -566,81 +472,3 @@ class OfficePool:
     def _logfile(self) -> IO[bytes]:
         assert self._log is not None
         return self._log
-
-
-def profile_cache_dir(source: Path, settings: OfficeSettings) -> Path:
-    """Where the initialised copy of a profile template lives.
-
-    Keyed by the template's content, the launcher (it writes into the profile at init) and the office binary
-    itself: a profile initialised by an older LibreOffice would make a newer one self-test at every start.
-    """
-    digest = hashlib.sha256(settings.soffice.encode())
-    try:
-        office = os.stat(settings.soffice)
-        digest.update(f"{office.st_size}:{office.st_mtime_ns}".encode())
-    except OSError:
-        pass  # no office there: the init fails with office_unavailable, which says so
-    digest.update((settings.uno_dir / "launcher.py").read_bytes())
-    for path in sorted(source.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(source)).encode())
-            digest.update(path.read_bytes())
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "docworker"
-    base.mkdir(parents=True, exist_ok=True)
-    return base / f"profile-{digest.hexdigest()[:16]}"
-
-
-def records_office_version(profile: Path) -> bool:
-    """Whether the launcher's init recorded the office version in this profile (see uno/launcher.py)."""
-    try:
-        return "ooSetupLastVersion" in (profile / "user" / "registrymodifications.xcu").read_text(errors="replace")
-    except OSError:
-        return False
-
-
-def profile_blocks_remote(profile: Path) -> bool:
-    """Whether a profile sends every protocol to a proxy and blocks untrusted links (uno/profile's layer 3)."""
-    try:
-        xcu = (profile / "user" / "registrymodifications.xcu").read_text(errors="replace")
-    except OSError:
-        return False
-    return all(re.search(pattern, xcu) for pattern in PROFILE_LAYER_SETTINGS)
-
-
-def init_profile(settings: OfficeSettings, profile: Path, log_file: IO[bytes] | None,
-                 sandbox: Sandbox | None = None) -> None:
-    """Start LibreOffice once on a profile so later starts skip the first-run restart; mark it done.
-
-    Through the same sandbox as every instance; it keeps the worker's uid (no document is loaded, and the template
-    stays the worker's own).
-    """
-    sandbox = (sandbox or probe(SandboxMode(settings.sandbox), settings.uno_python, settings.work_dir,
-                                launcher_files(settings))).as_worker()
-    with tempfile.TemporaryDirectory(prefix="office-init-") as tmp:
-        (Path(tmp) / "tmp").mkdir()
-        cmd = launcher_command(settings, sandbox, Path(tmp), free_port(), "--init-only", profile=profile)
-        try:
-            subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, check=True,
-                           env=sandbox.env(Path(tmp)), cwd=tmp, pass_fds=(lifeline_fd(),),
-                           timeout=settings.start_timeout_s + 10, start_new_session=True)
-        except subprocess.CalledProcessError as exc:
-            raise WorkerError(Reason.OFFICE_UNAVAILABLE, f"LibreOffice ({settings.soffice}) could not initialise a "
-                              f"profile: the launcher exited with {exc.returncode}; see office.log") from exc
-        except (subprocess.TimeoutExpired, OSError) as exc:
-            raise WorkerError(Reason.OFFICE_UNAVAILABLE,
-                              f"LibreOffice ({settings.soffice}) could not initialise a profile: {exc}") from exc
-    # the first start's graphics self-test log; an instance profile without one shows later starts skipped it
-    (profile / "user" / "GraphicsRenderTests.log").unlink(missing_ok=True)
-    (profile / INIT_MARKER).write_text("initialised by docworker\n")
-
-
-def _fault_message(fault: xmlrpc.client.Fault) -> str:
-    """LibreOffice's faults arrive as "<class 'X'>:text"; keep the text, drop pyuno's noise."""
-    text = str(fault.faultString)
-    if ">:" in text:
-        text = text.split(">:", 1)[1]
-    text = text.strip() or "LibreOffice could not convert the document"
-    if "Could not load document" in text:
-        return ("LibreOffice could not load the document (damaged, or a variant of its format it cannot read);"
-                " save it again from the application that made it and upload again")
-    return text.splitlines()[0][:300]

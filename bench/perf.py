@@ -304,7 +304,7 @@ class Driver:
 
     def child(self, tree: str, kind: str) -> dict[str, Any]:
         self.seq += 1
-        work = self.work / f"{kind}-{tree}-{self.seq}"
+        work = self.work / f"{kind}-{self.seq}"  # no tree label in the path: "after (again)" has a space
         env = dict(os.environ, PYTHONPATH=str(self.trees[tree]), TMPDIR=str(self.work / "tmp"))
         cmd = [
             sys.executable,
@@ -329,7 +329,7 @@ class Driver:
     def ready_once(self, tree: str, pool_size: int) -> tuple[float, float]:
         self.seq += 1
         port = free_port()
-        work = self.work / f"ready-{tree}-{self.seq}"
+        work = self.work / f"ready-{self.seq}"
         env = dict(
             os.environ,
             PYTHONPATH=str(self.trees[tree]),
@@ -444,7 +444,8 @@ class Driver:
         """This tree's bench/e2e.py against each tree's worker, one after the other (same client, same columns)."""
         out = {}
         for tree in list(self.trees):
-            path = self.work / f"e2e-{tree}.json"
+            self.seq += 1
+            path = self.work / f"e2e-{self.seq}.json"
             env = dict(os.environ, PYTHONPATH=str(self.trees[tree]), DOCWORKER_TREE=str(self.trees[tree]))
             subprocess.run(
                 [sys.executable, str(self.script(tree, "e2e.py")), "--rounds", str(rounds), "--json", str(path)],

@@ -42,6 +42,14 @@ def test_verdicts(stock: str, ours: str, notes: str, category: str, policy: bool
     assert (r.category, r.policy_refusal, r.failure) == (category, policy, failure)
 
 
+def test_stock_printing_the_files_source_as_text_is_no_conversion_we_owe() -> None:
+    """An RTF fragment without its header, a Flat OPC package: stock shows the raw bytes, we say what it is."""
+    printed = row("pandoc/tables.rtf", CONVERTED, "unsupported_type", stock_printed_source=True)
+    assert (printed.category, printed.policy_refusal, printed.failure) == ("only stock", True, False)
+    damaged = row("pandoc/tables.rtf", CONVERTED, "corrupt", stock_printed_source=False)
+    assert damaged.failure
+
+
 def test_similarity_is_one_for_the_same_words_and_lower_otherwise() -> None:
     words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
     assert similarity(words, list(words)) == 1.0

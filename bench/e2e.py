@@ -47,6 +47,7 @@ from urllib.parse import quote, urlsplit
 from xmlrpc.client import ServerProxy
 
 import requests
+from measure import DOC1, DOC10, DOC100, convert_timed, medians, rotate
 
 REPO = Path(__file__).resolve().parent.parent
 # The worker tree under test (bench/perf.py runs this script against an older tree too); documents come from REPO.
@@ -55,12 +56,10 @@ sys.path.insert(0, str(TREE))
 
 from worker import emulators  # noqa: E402
 from worker.config import OfficeSettings  # noqa: E402
-from worker.conversion import convert_file  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
 from worker.storage import Store, emulator_client  # noqa: E402
 
-DOCS = {"1": REPO / "tests/data/sample.docx", "10": REPO / "tests/data/sample-10pages.docx",
-        "100": REPO / "tests/data/sample-100pages.docx"}
+DOCS = {"1": DOC1, "10": DOC10, "100": DOC100}
 IN_BUCKET, OUT_BUCKET = "bench-in", "bench-out"
 WARMUP_ROUNDS = 2
 TARGET_VS_BARE = 1.1
@@ -170,9 +169,7 @@ class Bench:
     def warm(self, doc: Path) -> float:
         assert self.pool is not None
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
-            t0 = time.perf_counter()
-            convert_file(self.pool, doc, Path(tmp) / "out.pdf", doc.name, Path(tmp))
-            return time.perf_counter() - t0
+            return convert_timed(self.pool, doc, Path(tmp))
 
     def cold(self, doc: Path) -> tuple[float, float]:
         """(download + soffice + upload, soffice alone), like the tutorial's request handler."""
@@ -320,10 +317,9 @@ def measure(bench: Bench, doc: Path, rounds: int) -> dict[str, Any]:
         bench.bare(doc, bench.proto)
         bench.warm(doc)
     for i in range(rounds):
-        k = i % len(steps)
-        for step in steps[k:] + steps[:k]:  # rotate: no method always runs right after another
+        for step in rotate(steps, i):
             step()
-    med = {k: statistics.median(v) for k, v in samples.items()}
+    med = medians(samples)
     stage_med = {k: statistics.median(s[k] for s in stages if k in s) for k in stages[0]} if stages else {}
     return {"rounds": rounds, "median_s": med, "samples_s": samples, "worker_stage_median_s": stage_med,
             "e2e_vs_bare": med["e2e"] / med["bare"], "e2e_vs_proto": med["e2e"] / med["proto"],

@@ -11,8 +11,6 @@ expects (HWP: unsupported_type naming the format). On ../shared/corpus, (b) is c
 from __future__ import annotations
 
 import csv
-import importlib.util
-import os
 import statistics
 import subprocess
 import sys
@@ -24,11 +22,14 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from measure import DOC1, interleaved, medians, module_at, percentile  # noqa: E402
+
+from tests.corpora import ROOT  # noqa: E402
 from worker.errors import Reason, WorkerError  # noqa: E402
 from worker.formats import FORMATS  # noqa: E402
 from worker.sniff import sniff  # noqa: E402
 
-SHARED = Path(os.environ.get("DOCWORKER_CORPUS_DIR", REPO.parent / "shared"))
+SHARED = ROOT
 ALLOWED = {fmt.import_filter for fmt in FORMATS.values()}
 # Filters LibreOffice's detection prefers where our catalogue names a sibling that loads the same file the same way
 # (checked with soffice --infilter on the corpus file: same pages, same text).
@@ -76,31 +77,15 @@ def expected_on_formats_corpus(path: Path) -> str:
     return "refused:unsupported_type" if path.suffix == ".hwp" else sniff(path, path.name).import_filter
 
 
-def load_main_sniffer() -> ModuleType:
-    """worker/sniff.py as it is on main: the 'before' of the side-by-side timing."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", "main:worker/sniff.py"], capture_output=True,
-                            text=True, check=True).stdout
-    tmp = Path(tempfile.mkdtemp()) / "sniff_main.py"
-    tmp.write_text(source)
-    spec = importlib.util.spec_from_file_location("sniff_main", tmp)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sniff_main"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
 def docx_side_by_side() -> tuple[float, float]:
     """Median ms to identify tests/data/sample.docx (1 page) with main's sniffer and this one, interleaved."""
     import worker.sniff as current
 
-    before = load_main_sniffer()
-    docx = REPO / "tests" / "data" / "sample.docx"
-    times: dict[str, list[float]] = {"before": [], "after": []}
-    for _ in range(DOCX_REPEATS):
-        for label, module in (("before", before), ("after", current)):
-            times[label].append(sniff_decision(module, docx)[1])
-    return statistics.median(times["before"]), statistics.median(times["after"])
+    with tempfile.TemporaryDirectory() as tmp:
+        sniffers = {"before": module_at("main", "worker/sniff.py", Path(tmp)), "after": current}
+    times = medians(interleaved(DOCX_REPEATS, list(sniffers),
+                                lambda label, _: sniff_decision(sniffers[label], DOC1)[1]))
+    return times["before"], times["after"]
 
 
 def main() -> None:
@@ -113,7 +98,7 @@ def main() -> None:
     expected = {p: expected_on_formats_corpus(p) for p in formats}
 
     def ms(values: list[float]) -> str:
-        return f"{statistics.median(values):.2f} / {statistics.quantiles(values, n=20)[-1]:.2f}"
+        return f"{statistics.median(values):.2f} / {percentile(values, 0.95):.2f}"
 
     print("| design | corpus-formats: correct of", len(formats), "| corpus: same decision as (a), of", len(corpus),
           "| corpus: files (a) refuses that (b) would load | ms per file, median / p95 |")

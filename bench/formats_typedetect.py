@@ -8,22 +8,17 @@ The office is asked with the URL only (what the launcher would have); no load ha
 """
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from measure import free_port
+
 import uno
 
 SOFFICE = "/usr/lib/libreoffice/program/soffice.bin"
 RESTART_CODE = 81  # first start on a new profile asks to be restarted
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(profile, port):

@@ -1,8 +1,8 @@
 """Per-document options: parse cost per push, and PDF/A-2b vs stock export with soffice, side by side in one run.
 
 Run from the repo root: `.venv/bin/python bench/options.py [--rounds N]`; prints a Markdown table for
-docs/options.md. The soffice variants are interleaved round by round on one private copy of the hardened profile,
-so drift hits all of them equally; every figure is a median.
+docs/options.md. The soffice variants are interleaved round by round (each round starts with the next variant) on
+one private copy of the hardened profile, so drift hits all of them equally; every figure is a median.
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import timeit
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from measure import DOC1, interleaved, medians, rotate, timed  # noqa: E402
+
 from worker.options import PdfOptions, filter_json, from_metadata  # noqa: E402
 
 SOFFICE = "/usr/lib/libreoffice/program/soffice"
-SAMPLE = REPO / "tests" / "data" / "sample.docx"
+SAMPLE = DOC1
 # What an upload without options typically carries: nothing, or someone else's metadata.
 FOREIGN = {"goog-reserved-file-mtime": "1733140000", "uploaded-by": "batch-7", "Content-Language": "en"}
 BATCH = 30
@@ -55,9 +56,7 @@ def soffice_export(profile: Path, out: Path, target: str, sources: list[Path]) -
         shutil.rmtree(out)
     cmd = [SOFFICE, "--headless", "--norestore", f"-env:UserInstallation={profile.as_uri()}",
            "--convert-to", target, "--outdir", str(out), *map(str, sources)]
-    t0 = time.monotonic()
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    elapsed = time.monotonic() - t0
+    elapsed = timed(lambda: subprocess.run(cmd, check=True, capture_output=True, timeout=300))
     if len(list(out.glob("*.pdf"))) != len(sources):
         raise SystemExit(f"soffice missed PDFs for {target[:60]}")
     return elapsed
@@ -71,8 +70,6 @@ def export_costs(rounds: int) -> tuple[dict[str, list[float]], dict[str, list[fl
         "PDF/A-2b FilterData": "pdf:writer_pdf_Export:" + filter_json(from_metadata(
             {"docworker-pdfa": "2b"}).to_filter_data()),
     }
-    single: dict[str, list[float]] = {name: [] for name in variants}
-    batch: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="bench-options-") as tmp:
         profile = Path(tmp) / "profile"
         shutil.copytree(REPO / "uno" / "profile", profile)
@@ -81,11 +78,14 @@ def export_costs(rounds: int) -> tuple[dict[str, list[float]], dict[str, list[fl
             copies.append(Path(tmp) / f"doc{i}.docx")
             shutil.copy(SAMPLE, copies[-1])
         soffice_export(profile, Path(tmp) / "warmup", "pdf", [SAMPLE])  # the first start initialises the profile
-        for _ in range(rounds):
-            for name, target in variants.items():
-                single[name].append(soffice_export(profile, Path(tmp) / "out", target, [SAMPLE]))
-                batch[name].append(soffice_export(profile, Path(tmp) / "out", target, copies))
-    return single, batch
+
+        def both(name: str, _round: int) -> tuple[float, float]:
+            return (soffice_export(profile, Path(tmp) / "out", variants[name], [SAMPLE]),
+                    soffice_export(profile, Path(tmp) / "out", variants[name], copies))
+
+        samples = interleaved(rounds, list(variants), both, order=rotate)
+    return ({name: [s for s, _ in runs] for name, runs in samples.items()},
+            {name: [b for _, b in runs] for name, runs in samples.items()})
 
 
 def main() -> int:
@@ -96,14 +96,15 @@ def main() -> int:
     for name, us in parse_costs():
         print(f"| {name} | {us:.2f} µs |")
     single, batch = export_costs(args.rounds)
+    one_doc, batch_docs = medians(single), medians(batch)
     stock = "stock `--convert-to pdf`"
-    base_single, base_batch = statistics.median(single[stock]), statistics.median(batch[stock])
+    base_single, base_batch = one_doc[stock], batch_docs[stock]
     base_doc = (base_batch - base_single) / (BATCH - 1)
     print(f"\n| sample.docx, cold soffice ({args.rounds} interleaved rounds) | 1 doc/process | vs stock "
           f"| {BATCH} docs/process | per extra doc | vs stock |")
     print("|---|---|---|---|---|---|")
     for name in single:
-        one, many = statistics.median(single[name]), statistics.median(batch[name])
+        one, many = one_doc[name], batch_docs[name]
         per_doc = (many - one) / (BATCH - 1)
         print(f"| {name} | {one:.3f} s | {one / base_single:.2f}x | {many:.3f} s | {per_doc * 1000:.0f} ms "
               f"| {per_doc / base_doc:.2f}x |")

@@ -19,9 +19,12 @@ The same interpreter, LibreOffice, initialised profile template and documents ar
              document back to back: p50/p99 and busy/idle p99.
   memory     pool of 2 with the default recycling (500 conversions): 2,000 mixed conversions (9 sample formats +
              10-page docx) through 2 threads; failures, restarts, soffice.bin RSS per instance, worker RSS, and every
-             request's latency over the median of its document (spikes around recycles show up here).
+             request's latency over the median of its document (spikes around recycles show up here); a
+             replacement's warm-up window is seen from outside the pool (bench/perf.py `Replacements`).
 
-The push path (target 3) is bench/e2e.py; with --e2e this script runs it for both trees too.
+The push path (target 3) is bench/e2e.py; with --e2e this script runs it for both trees too. Both trees run this
+tree's bench code; with --own-bench each runs its own bench/perf.py and bench/e2e.py (to compare two versions of the
+bench itself on the same worker). Documents, the client loop and the statistics are bench/measure.py's.
 Nothing here listens on anything but 127.0.0.1; every process started is stopped by its own PID/process group.
 """
 
@@ -39,227 +42,235 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from measure import (
+    DOC1,
+    DOC100,
+    FAMILY_DOCS,
+    MIXED,
+    alternate,
+    convert_timed,
+    drain,
+    free_port,
+    interleaved,
+    medians,
+    percentile,
+)
+
+if TYPE_CHECKING:
+    from worker.office import OfficePool
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DATA = REPO / "tests" / "data"
-DOC1, DOC10, DOC100 = DATA / "sample.docx", DATA / "sample-10pages.docx", DATA / "sample-100pages.docx"
-FAMILY_DOCS = {"text": DATA / "sample.docx", "spreadsheet": DATA / "sample.xlsx", "presentation": DATA / "sample.pptx"}
-MIXED = [DATA / f"sample.{ext}" for ext in ("docx", "doc", "odt", "rtf", "xlsx", "xls", "ods", "pptx", "ppt")] + [DOC10]
 SOFFICE = "/usr/lib/libreoffice/program/soffice.bin"
 
 
-def pctl(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# children: run inside one tree
+# children: run inside one tree (`--child KIND`), one function per figure
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def child_main(kind: str, work: Path, template: Path, quick: bool) -> dict[str, Any]:
-    from worker.config import OfficeSettings
-    from worker.conversion import convert_file
-    from worker.office import OfficePool
+@dataclass
+class Child:
+    """Where a child works: its directory, the tree's initialised profile template, and --quick."""
 
-    jobs = work / "jobs"
-    jobs.mkdir(parents=True, exist_ok=True)
-    counter = [0]
-    lock = threading.Lock()
+    work: Path
+    template: Path
+    quick: bool
 
-    def one(pool: OfficePool, src: Path) -> float:
-        with lock:
-            counter[0] += 1
-            n = counter[0]
+    def pool(self, name: str, **settings: Any) -> OfficePool:
+        """An unstarted pool of this tree, in its own directory, on the tree's template."""
+        from worker.config import OfficeSettings
+        from worker.office import OfficePool
+
+        return OfficePool(OfficeSettings(work_dir=self.work / name, profile_template=self.template, **settings))
+
+    def __post_init__(self) -> None:
+        self.jobs = self.work / "jobs"  # where the requests' PDFs go (each removed once timed)
+        self.jobs.mkdir(parents=True, exist_ok=True)
+
+
+def families(child: Child) -> dict[str, Any]:
+    """First docx, xlsx, pptx the moment a pool of 1 is ready, then on a pool waited on until idle, then steady."""
+    pool = child.pool("fam", pool_size=1)
+    try:
         t0 = time.perf_counter()
-        convert_file(pool, src, jobs / f"{n}.pdf", src.name, jobs)
-        t = time.perf_counter() - t0
-        (jobs / f"{n}.pdf").unlink()
-        return t
+        pool.start()
+        ready = time.perf_counter() - t0
+        first = {fam: convert_timed(pool, doc, child.jobs) for fam, doc in FAMILY_DOCS.items()}
+    finally:
+        pool.stop()
+    # the same again, but first waiting until every instance is idle
+    pool = child.pool("fam2", pool_size=1)
+    try:
+        t0 = time.perf_counter()
+        pool.start()
+        deadline = time.perf_counter() + 30
+        while any(st.state != "idle" for st in pool.status()) and time.perf_counter() < deadline:
+            time.sleep(0.005)
+        warm_s = time.perf_counter() - t0
+        first_warm = {fam: convert_timed(pool, doc, child.jobs) for fam, doc in FAMILY_DOCS.items()}
+        steady: dict[str, list[float]] = {fam: [] for fam in FAMILY_DOCS}
+        for _ in range(6):
+            for fam, doc in FAMILY_DOCS.items():
+                steady[fam].append(convert_timed(pool, doc, child.jobs))
+    finally:
+        pool.stop()
+    return {"start_s": ready, "warm_s": warm_s, "first": first, "first_warm": first_warm,
+            "steady": medians({fam: v[1:] for fam, v in steady.items()})}
 
-    def settings(name: str, **kw: Any) -> OfficeSettings:
-        return OfficeSettings(work_dir=work / name, profile_template=template, **kw)
 
-    def parallel(pool: OfficePool, docs: list[Path], threads: int) -> tuple[list[tuple[Path, float, float]], int]:
-        todo = list(docs)
-        out: list[tuple[Path, float, float]] = []
-        failures = [0]
+def throughput(child: Child) -> dict[str, Any]:
+    """Batches of 1-page docx through 3 client threads on a pool of 1 and a pool of 2, alternated: conversions/s."""
+    pools = {n: child.pool(f"tp{n}", pool_size=n) for n in (1, 2)}
+    try:
+        for p in pools.values():
+            p.start()
+        for p in pools.values():
+            drain(p, [DOC1] * 8, 3, child.jobs)  # warm every instance
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        fails = 0
+        batch = 40 if child.quick else 80  # a batch of 40 lasts ~1 s on a pool of 2: ramp and tail weigh in
+        for r in range(2 if child.quick else 5):
+            for n in alternate((1, 2), r):
+                t0 = time.perf_counter()
+                _, failed = drain(pools[n], [DOC1] * batch, 3, child.jobs)
+                rates[n].append(batch / (time.perf_counter() - t0))
+                fails += len(failed)
+        return {"n1": statistics.median(rates[1]), "n2": statistics.median(rates[2]), "failures": fails,
+                "restarts": sum(sum(p.restarts.values()) for p in pools.values())}
+    finally:
+        for p in pools.values():
+            p.stop()
 
-        def client() -> None:
-            while True:
-                with lock:
-                    if not todo:
-                        return
-                    src = todo.pop()
-                start = time.perf_counter()
-                try:
-                    out.append((src, start, one(pool, src)))
-                except Exception as exc:  # a failed request is a result here, not a crash of the bench
-                    print(f"perf child: request failed: {exc!r}", file=sys.stderr)
-                    with lock:
-                        failures[0] += 1
 
-        ts = [threading.Thread(target=client) for _ in range(threads)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        return out, failures[0]
+def hol(child: Child) -> dict[str, Any]:
+    """Pool of 2: sequential 1-page conversions idle, then while another client converts the 100-page document."""
+    pool = child.pool("hol", pool_size=2)
+    n = 40 if child.quick else 100
+    try:
+        pool.start()
+        drain(pool, [DOC1, DOC100] * 4, 2, child.jobs)
+        idle = [convert_timed(pool, DOC1, child.jobs) for _ in range(n)]
+        stop = threading.Event()
+        long_runs: list[float] = []
 
-    if kind == "families":
-        pool = OfficePool(settings("fam", pool_size=1))
-        try:
+        def long_loop() -> None:
+            while not stop.is_set():
+                long_runs.append(convert_timed(pool, DOC100, child.jobs))
+
+        t = threading.Thread(target=long_loop)
+        t.start()
+        time.sleep(0.05)
+        busy = [convert_timed(pool, DOC1, child.jobs) for _ in range(n)]
+        stop.set()
+        t.join()
+        return {"idle_p50": percentile(idle, 0.5), "idle_p99": percentile(idle, 0.99),
+                "busy_p50": percentile(busy, 0.5), "busy_p99": percentile(busy, 0.99),
+                "long_runs": len(long_runs), "n": n}
+    finally:
+        pool.stop()
+
+
+class Replacements:
+    """When a replacement office was warming beside the serving ones, seen from outside the pool (no hook into it).
+
+    A thread looks at `pool.instances()` every 10 ms. An instance it has not seen is a replacement that just went
+    into service; its window runs from its process group leader's start (/proc/<pgid>/stat) to that moment.
+    """
+
+    def __init__(self, pool: OfficePool) -> None:
+        self.pool = pool
+        self.windows: list[tuple[float, float]] = []
+        self._seen = {inst.pgid for inst in pool.instances()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Replacements:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            for inst in list(self.pool.instances()):
+                pgid = inst.pgid
+                if pgid is not None and pgid not in self._seen:
+                    self._seen.add(pgid)
+                    now = time.perf_counter()
+                    self.windows.append((now - process_age(pgid), now))
+
+
+def process_age(pid: int) -> float:
+    """Seconds since `pid` started (0 if it is gone): /proc/<pid>/stat's start time, in clock ticks since boot."""
+    try:
+        start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def memory(child: Child) -> dict[str, Any]:
+    """Pool of 2 with the default recycling: mixed conversions through 2 threads; RSS, restarts, latency spikes."""
+    total = 300 if child.quick else 2000
+    pool = child.pool("mem", pool_size=2)
+    try:
+        pool.start()
+        idle_rss = [s.rss_bytes for s in pool.status()]
+        docs = [MIXED[i % len(MIXED)] for i in range(total)]
+        docs.reverse()  # drain() takes from the end
+        # requests overlapping a replacement's warm-up are the ones a recycle could slow down
+        with Replacements(pool) as replacements:
             t0 = time.perf_counter()
-            pool.start()
-            ready = time.perf_counter() - t0
-            first = {fam: one(pool, doc) for fam, doc in FAMILY_DOCS.items()}
-            pool.stop()
-            # the same again, but first waiting until every instance is idle (background warm-up finished)
-            pool = OfficePool(settings("fam2", pool_size=1))
-            t0 = time.perf_counter()
-            pool.start()
-            deadline = time.perf_counter() + 30
-            while any(st.state != "idle" for st in pool.status()) and time.perf_counter() < deadline:
-                time.sleep(0.005)
-            warm_s = time.perf_counter() - t0
-            first_warm = {fam: one(pool, doc) for fam, doc in FAMILY_DOCS.items()}
-            steady: dict[str, list[float]] = {fam: [] for fam in FAMILY_DOCS}
-            for _ in range(6):
-                for fam, doc in FAMILY_DOCS.items():
-                    steady[fam].append(one(pool, doc))
-            return {
-                "start_s": ready,
-                "warm_s": warm_s,
-                "first": first,
-                "first_warm": first_warm,
-                "steady": {k: statistics.median(v[1:]) for k, v in steady.items()},
-            }
-        finally:
-            pool.stop()
-
-    if kind == "throughput":
-        pools = {n: OfficePool(settings(f"tp{n}", pool_size=n)) for n in (1, 2)}
-        try:
-            for p in pools.values():
-                p.start()
-            for p in pools.values():
-                parallel(p, [DOC1] * 8, 3)  # warm every instance
-            rates: dict[int, list[float]] = {1: [], 2: []}
-            fails = 0
-            batch = 40 if quick else 80  # a batch of 40 lasts ~1 s on a pool of 2: ramp and tail weigh in
-            for r in range(2 if quick else 5):
-                for n in (1, 2) if r % 2 == 0 else (2, 1):
-                    t0 = time.perf_counter()
-                    _, f = parallel(pools[n], [DOC1] * batch, 3)
-                    rates[n].append(batch / (time.perf_counter() - t0))
-                    fails += f
-            return {
-                "n1": statistics.median(rates[1]),
-                "n2": statistics.median(rates[2]),
-                "failures": fails,
-                "restarts": sum(sum(p.restarts.values()) for p in pools.values()),
-            }
-        finally:
-            for p in pools.values():
-                p.stop()
-
-    if kind == "hol":
-        pool = OfficePool(settings("hol", pool_size=2))
-        n = 40 if quick else 100
-        try:
-            pool.start()
-            parallel(pool, [DOC1, DOC100] * 4, 2)
-            idle = [one(pool, DOC1) for _ in range(n)]
-            stop = threading.Event()
-            long_runs: list[float] = []
-
-            def long_loop() -> None:
-                while not stop.is_set():
-                    long_runs.append(one(pool, DOC100))
-
-            t = threading.Thread(target=long_loop)
-            t.start()
-            time.sleep(0.05)
-            busy = [one(pool, DOC1) for _ in range(n)]
-            stop.set()
-            t.join()
-            return {
-                "idle_p50": pctl(idle, 0.5),
-                "idle_p99": pctl(idle, 0.99),
-                "busy_p50": pctl(busy, 0.5),
-                "busy_p99": pctl(busy, 0.99),
-                "long_runs": len(long_runs),
-                "n": n,
-            }
-        finally:
-            pool.stop()
-
-    if kind == "memory":
-        total = 300 if quick else 2000
-        pool = OfficePool(settings("mem", pool_size=2))
-        # when a replacement was being built (a spare warming beside the serving offices): requests overlapping
-        # those windows are the ones a recycle could slow down
-        windows: list[tuple[float, float]] = []
-        real_build = OfficePool._build
-
-        def timed_build(self: OfficePool, slot: Any, spare_for: Any) -> None:
-            t = time.perf_counter()
-            try:
-                real_build(self, slot, spare_for)
-            finally:
-                if spare_for is not None:
-                    windows.append((t, time.perf_counter()))
-
-        OfficePool._build = timed_build  # type: ignore[method-assign]
-        try:
-            pool.start()
-            idle_rss = [s.rss_bytes for s in pool.status()]
-            docs = [MIXED[i % len(MIXED)] for i in range(total)]
-            docs.reverse()  # parallel() pops from the end
-            t0 = time.perf_counter()
-            results, failures = parallel(pool, docs, 2)
+            results, failures = drain(pool, docs, 2, child.jobs)
             wall = time.perf_counter() - t0
             time.sleep(0.5)
-            status = pool.status()
-            by_doc: dict[Path, list[float]] = {}
-            for src, _, t in results:
-                by_doc.setdefault(src, []).append(t)
-            med = {src: statistics.median(v) for src, v in by_doc.items()}
-            rel = [t / med[src] for src, _, t in results]
-            during = [t / med[src] for src, start, t in results
-                      if any(start < end and start + t > begin for begin, end in windows)]
-            with open("/proc/self/status") as f:
-                vmrss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
-            return {
-                "total": total,
-                "wall_s": wall,
-                "failures": failures,
-                "restarts": dict(pool.restarts),
-                "idle_rss_mib": [b / 2**20 for b in idle_rss],
-                "end_rss_mib": [s.rss_bytes / 2**20 for s in status],
-                "conversions_since_start": [s.conversions for s in status],
-                "worker_rss_mib": vmrss / 2**20,
-                "rel_p50": pctl(rel, 0.5),
-                "rel_p99": pctl(rel, 0.99),
-                "rel_max": max(rel),
-                "over_1_3x": sum(1 for x in rel if x > 1.3),
-                "over_2x": sum(1 for x in rel if x > 2.0),
-                "recycle_windows_s": [round(end - begin, 2) for begin, end in windows],
-                "during_recycle": len(during),
-                "during_recycle_over_1_3x": sum(1 for x in during if x > 1.3),
-                "during_recycle_max": max(during, default=0.0),
-                "max_rss_mb_setting": pool.settings.max_rss_mb,
-                "max_conversions_setting": pool.settings.max_conversions,
-            }
-        finally:
-            pool.stop()
+        windows = replacements.windows
+        status = pool.status()
+        by_doc: dict[Path, list[float]] = {}
+        for src, _, t in results:
+            by_doc.setdefault(src, []).append(t)
+        med = medians(by_doc)
+        rel = [t / med[src] for src, _, t in results]
+        during = [t / med[src] for src, start, t in results
+                  if any(start < end and start + t > begin for begin, end in windows)]
+        with open("/proc/self/status") as f:
+            vmrss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+        return {
+            "total": total,
+            "wall_s": wall,
+            "failures": len(failures),
+            "restarts": dict(pool.restarts),
+            "idle_rss_mib": [b / 2**20 for b in idle_rss],
+            "end_rss_mib": [s.rss_bytes / 2**20 for s in status],
+            "conversions_since_start": [s.conversions for s in status],
+            "worker_rss_mib": vmrss / 2**20,
+            "rel_p50": percentile(rel, 0.5),
+            "rel_p99": percentile(rel, 0.99),
+            "rel_max": max(rel),
+            "over_1_3x": sum(1 for x in rel if x > 1.3),
+            "over_2x": sum(1 for x in rel if x > 2.0),
+            "recycle_windows_s": [round(end - begin, 2) for begin, end in windows],
+            "during_recycle": len(during),
+            "during_recycle_over_1_3x": sum(1 for x in during if x > 1.3),
+            "during_recycle_max": max(during, default=0.0),
+            "max_rss_mb_setting": pool.settings.max_rss_mb,
+            "max_conversions_setting": pool.settings.max_conversions,
+        }
+    finally:
+        pool.stop()
 
-    raise SystemExit(f"unknown child kind {kind}")
+
+CHILDREN: dict[str, Callable[[Child], dict[str, Any]]] = {
+    "families": families, "throughput": throughput, "hol": hol, "memory": memory}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -268,10 +279,11 @@ def child_main(kind: str, work: Path, template: Path, quick: bool) -> dict[str, 
 
 
 class Driver:
-    def __init__(self, trees: dict[str, Path], work: Path, quick: bool) -> None:
+    def __init__(self, trees: dict[str, Path], work: Path, quick: bool, own_bench: bool = False) -> None:
         self.trees = trees
         self.work = work
         self.quick = quick
+        self.own_bench = own_bench
         # each tree initialises its own profile template: what init writes into it is part of the tree's start
         self.templates = {tree: work / f"profile-{i}" for i, tree in enumerate(trees)}
         for tree, template in self.templates.items():
@@ -286,17 +298,17 @@ class Driver:
                        check=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.seq = 0
 
-    def order(self, r: int) -> list[str]:
-        names = list(self.trees)
-        return names if r % 2 == 0 else names[::-1]
+    def script(self, tree: str, name: str) -> Path:
+        """The bench script a tree's figures run: this tree's, or with --own-bench the tree's own."""
+        return self.trees[tree] / "bench" / name if self.own_bench else HERE / name
 
     def child(self, tree: str, kind: str) -> dict[str, Any]:
         self.seq += 1
-        work = self.work / f"{kind}-{tree}-{self.seq}"
+        work = self.work / f"{kind}-{self.seq}"  # no tree label in the path: "after (again)" has a space
         env = dict(os.environ, PYTHONPATH=str(self.trees[tree]), TMPDIR=str(self.work / "tmp"))
         cmd = [
             sys.executable,
-            str(HERE / "perf.py"),
+            str(self.script(tree, "perf.py")),
             "--child",
             kind,
             "--tree",
@@ -316,8 +328,8 @@ class Driver:
 
     def ready_once(self, tree: str, pool_size: int) -> tuple[float, float]:
         self.seq += 1
-        port = _free_port()
-        work = self.work / f"ready-{tree}-{self.seq}"
+        port = free_port()
+        work = self.work / f"ready-{self.seq}"
         env = dict(
             os.environ,
             PYTHONPATH=str(self.trees[tree]),
@@ -375,7 +387,7 @@ class Driver:
         self.seq += 1
         prof = self.work / f"bare-{self.seq}"
         shutil.copytree(template, prof)
-        port = _free_port()
+        port = free_port()
         script = (
             "import subprocess, sys, time, uno\n"
             "t0 = time.perf_counter()\n"
@@ -407,7 +419,7 @@ class Driver:
             res.setdefault("bare", []).append(self.bare_soffice_once(self.stock))
             res.setdefault("bare_ours", []).append(self.bare_soffice_once(self.templates[list(self.trees)[-1]]))
             for size in (1, 2):
-                for tree in self.order(r):
+                for tree in alternate(list(self.trees), r):
                     res.setdefault(f"{tree}/{size}", []).append(self.ready_once(tree, size))
         out: dict[str, Any] = {"rounds": rounds, "bare_soffice_s": statistics.median(res.pop("bare")),
                                "bare_ours_s": statistics.median(res.pop("bare_ours"))}
@@ -418,22 +430,25 @@ class Driver:
             }
         return out
 
-    def alternate(self, kind: str, rounds: int) -> dict[str, list[dict[str, Any]]]:
-        res: dict[str, list[dict[str, Any]]] = {t: [] for t in self.trees}
-        for r in range(rounds):
-            for tree in self.order(r):
-                res[tree].append(self.child(tree, kind))
-                print(f"perf: {kind} {tree} round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
-        return res
+    def figure(self, kind: str, rounds: int) -> dict[str, list[dict[str, Any]]]:
+        """One child figure, `rounds` child runs per tree, trees alternated."""
+
+        def run(tree: str, r: int) -> dict[str, Any]:
+            out = self.child(tree, kind)
+            print(f"perf: {kind} {tree} round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+            return out
+
+        return interleaved(rounds, list(self.trees), run)
 
     def e2e(self, rounds: int) -> dict[str, Any]:
         """This tree's bench/e2e.py against each tree's worker, one after the other (same client, same columns)."""
         out = {}
-        for tree in self.order(0):
-            path = self.work / f"e2e-{tree}.json"
+        for tree in list(self.trees):
+            self.seq += 1
+            path = self.work / f"e2e-{self.seq}.json"
             env = dict(os.environ, PYTHONPATH=str(self.trees[tree]), DOCWORKER_TREE=str(self.trees[tree]))
             subprocess.run(
-                [sys.executable, str(HERE / "e2e.py"), "--rounds", str(rounds), "--json", str(path)],
+                [sys.executable, str(self.script(tree, "e2e.py")), "--rounds", str(rounds), "--json", str(path)],
                 env=env,
                 cwd=self.trees[tree],
                 check=True,
@@ -459,21 +474,12 @@ class Driver:
         return out
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _heading(title: str, columns: str, align: str) -> list[str]:
     """A figure's title and its table head, preceded by a blank line."""
     return ["", title, "", columns, align]
 
 
-def _render_ready(res: dict[str, Any], a: str, b: str) -> list[str]:
-    rd = res["ready"]
+def _render_ready(rd: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         f"**1. Start** (median of {rd['rounds']}; bare `soffice.bin --accept` until a UNO connection: "
         f"**{rd['bare_soffice_s']:.2f} s** on the profile LibreOffice's own first start leaves, "
@@ -488,8 +494,7 @@ def _render_ready(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_families(res: dict[str, Any], a: str, b: str) -> list[str]:
-    fam = res["families"]
+def _render_families(fam: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         "**2. First request per family**, first / steady (pool of 1, median over "
         f'{len(fam[b])} pools each): sent the moment `pool.start()` returns ("at ready"), and sent once every '
@@ -514,8 +519,7 @@ def _render_families(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_e2e(res: dict[str, Any], a: str, b: str) -> list[str]:
-    e = res["e2e"]
+def _render_e2e(e: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         "**3. Overhead** (`bench/e2e.py` of this tree against each tree's worker, medians; e2e = push received -> "
         "PDF stored on fake-gcs; bare = stock unoserver's warm conversion; prototype's = unoserver loading with "
@@ -536,8 +540,7 @@ def _render_e2e(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_throughput(res: dict[str, Any], a: str, b: str) -> list[str]:
-    tp = res["throughput"]
+def _render_throughput(tp: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         f"**4. Throughput** (80 x 1-page, 3 client threads, 5 rounds; median of {len(tp[b])} child runs)",
         "| tree | pool of 1 | pool of 2 | ratio | failed requests |",
@@ -551,8 +554,7 @@ def _render_throughput(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_hol(res: dict[str, Any], a: str, b: str) -> list[str]:
-    hol = res["hol"]
+def _render_hol(hol: dict[str, Any], a: str, b: str) -> list[str]:
     lines = _heading(
         f"**5. Head-of-line** (pool of 2; {hol[b][0]['n']} sequential 1-page conversions idle, then while "
         "the 100-page document converts back to back)",
@@ -569,8 +571,7 @@ def _render_hol(res: dict[str, Any], a: str, b: str) -> list[str]:
     return lines
 
 
-def _render_memory(res: dict[str, Any], a: str, b: str) -> list[str]:
-    mem = res["memory"]
+def _render_memory(mem: dict[str, Any], a: str, b: str) -> list[str]:
     m0 = mem[b][0]
     lines = _heading(
         f"**6. Memory and recycling** ({m0['total']} mixed conversions, pool of 2, 2 threads, "
@@ -601,7 +602,7 @@ def render(res: dict[str, Any], trees: list[str]) -> str:
     for name, part in (("ready", _render_ready), ("families", _render_families), ("e2e", _render_e2e),
                        ("throughput", _render_throughput), ("hol", _render_hol), ("memory", _render_memory)):
         if name in res:
-            lines += part(res, a, b)
+            lines += part(res[name], a, b)
     return "\n".join(lines).strip("\n")
 
 
@@ -610,6 +611,9 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="the 'before' source tree (git archive HEAD | tar -x -C DIR)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--e2e", action="store_true", help="also run bench/e2e.py for both trees")
+    parser.add_argument("--own-bench", action="store_true",
+                        help="each tree's figures run that tree's own bench/perf.py and bench/e2e.py (to compare two "
+                             "versions of the bench itself); by default both trees run this tree's")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only", default="ready,families,throughput,hol,memory",
                         help="comma-separated subset of the figures (the table prints only those)")
@@ -620,7 +624,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, str(args.tree))
-        print(json.dumps(child_main(args.child, args.child_work, args.template, args.quick)))
+        if args.child not in CHILDREN:
+            raise SystemExit(f"unknown child kind {args.child}")
+        print(json.dumps(CHILDREN[args.child](Child(args.child_work, args.template, args.quick))))
         return 0
     trees = {"before": args.baseline.resolve(), "after": REPO} if args.baseline else {"after": REPO}
     if len(trees) == 1:
@@ -631,7 +637,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="docworker-perf-") as tmp:
         work = Path(tmp)
         (work / "tmp").mkdir()
-        drv = Driver(trees, work, args.quick)
+        drv = Driver(trees, work, args.quick, args.own_bench)
         only = set(args.only.split(","))
         if "ready" in only:
             res["ready"] = drv.ready()
@@ -639,7 +645,7 @@ def main() -> int:
         for kind, rounds in (("families", 3 if args.quick else 7), ("throughput", 1 if args.quick else 2),
                              ("hol", 1 if args.quick else 2), ("memory", 1)):
             if kind in only:
-                res[kind] = drv.alternate(kind, rounds)
+                res[kind] = drv.figure(kind, rounds)
         if args.e2e:
             res["e2e"] = drv.e2e(5 if args.quick else 21)
     res["meta"] = {

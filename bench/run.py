@@ -13,36 +13,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from measure import DOC1, DOC10, DOC100, MIXED, alternate, convert_timed, drain, timed  # noqa: E402
+
 from worker.config import OfficeSettings  # noqa: E402
-from worker.conversion import convert_file  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
 from worker.office.profile import build_template  # noqa: E402
 
-DATA = REPO / "tests" / "data"
-DOCS = {
-    "1 page": DATA / "sample.docx",
-    "10 pages": DATA / "sample-10pages.docx",
-    "100 pages": DATA / "sample-100pages.docx",
-}
-MIXED = [DATA / f"sample.{ext}" for ext in ("docx", "doc", "odt", "rtf", "xlsx", "xls", "ods", "pptx", "ppt")] + [
-    DATA / "sample-10pages.docx"
-]
+DOCS = {"1 page": DOC1, "10 pages": DOC10, "100 pages": DOC100}
 README = REPO / "bench" / "README.md"
-
-
-def timed(fn: Callable[[], object]) -> float:
-    t0 = time.monotonic()
-    fn()
-    return time.monotonic() - t0
 
 
 def run_checked(cmd: list[str], env: dict[str, str], out: Path) -> None:
@@ -88,22 +73,16 @@ class Bench:
         pool.start()
         jobs = self.work / "jobs"
         jobs.mkdir()
-        out = self.work / "warm-out.pdf"
         samples: dict[tuple[str, str], list[float]] = {}
         try:
             for src in DOCS.values():  # one untimed warm conversion per document, like a steady-state worker
-                convert_file(pool, src, out, src.name, jobs)
+                convert_timed(pool, src, jobs)
             for r in range(rounds):
                 for label, src in DOCS.items():
-                    order = [("cold", self.cold), ("warm CLI", self.cli), ("warm", None)]
-                    if r % 2:
-                        order.reverse()
-                    for kind, fn in order:
-                        if fn is None:
-                            t = timed(lambda src=src: convert_file(pool, src, out, src.name, jobs))
-                        else:
-                            t = fn(src)
-                        samples.setdefault((label, kind), []).append(t)
+                    sides = [("cold", self.cold), ("warm CLI", self.cli),
+                             ("warm", lambda src: convert_timed(pool, src, jobs))]
+                    for kind, fn in alternate(sides, r):
+                        samples.setdefault((label, kind), []).append(fn(src))
         finally:
             pool.stop()
         rows = []
@@ -128,7 +107,7 @@ class Bench:
                 self._parallel(pool, [DOCS["1 page"], DOCS["10 pages"]] * 2)
             for r in range(rounds):
                 for name, docs in workloads.items():
-                    for n in (1, 2) if r % 2 == 0 else (2, 1):
+                    for n in alternate((1, 2), r):
                         wall = timed(lambda pool=pools[n], docs=docs: self._parallel(pool, docs))
                         rates.setdefault((name, n), []).append(len(docs) / wall)
         finally:
@@ -139,33 +118,13 @@ class Bench:
             for name in workloads
         ]
 
-    def _parallel(self, pool: OfficePool, docs: list[Path], threads: int = 2) -> None:
-        """Two client threads share the list, like two concurrent push requests."""
+    def _parallel(self, pool: OfficePool, docs: list[Path]) -> None:
+        """Two client threads share the list, like two concurrent push requests; every request must succeed."""
         jobs = self.work / "tp-jobs"
         jobs.mkdir(exist_ok=True)
-        todo = list(enumerate(docs))
-        lock = threading.Lock()
-        errors: list[BaseException] = []
-
-        def client() -> None:
-            while True:
-                with lock:
-                    if not todo:
-                        return
-                    i, src = todo.pop()
-                try:
-                    convert_file(pool, src, jobs / f"{i}.pdf", src.name, jobs)
-                except BaseException as exc:
-                    errors.append(exc)
-                    return
-
-        workers = [threading.Thread(target=client) for _ in range(threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        if errors:
-            raise errors[0]
+        _, failures = drain(pool, docs, 2, jobs)
+        if failures:
+            raise failures[0]
 
     # -- process start to ready ---------------------------------------------------------------------------------
 

@@ -19,34 +19,26 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from measure import DOC1, convert_timed, interleaved, medians, timed  # noqa: E402
+
 from worker.config import OfficeSettings  # noqa: E402
-from worker.conversion import convert_file  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
 from worker.office.instance import OfficeInstance, group_members  # noqa: E402
 from worker.office.profile import build_template  # noqa: E402
 from worker.office.sandbox import Sandbox, SandboxMode, probe  # noqa: E402
 
-SAMPLE = REPO / "tests" / "data" / "sample.docx"
+SAMPLE = DOC1
 MODES = ("sandbox", "none")
 
 
-def interleaved(rounds: int, measure: Callable[[str, int], float]) -> dict[str, list[float]]:
-    """A then B, then B then A, ...: drift in machine load hits both sides alike."""
-    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for i in range(rounds):
-        for mode in (MODES if i % 2 == 0 else MODES[::-1]):
-            samples[mode].append(measure(mode, i))
-    return samples
-
-
 def row(what: str, samples: dict[str, list[float]]) -> str:
-    a, b = (statistics.median(samples[m]) * 1000 for m in MODES)
+    med = medians(samples)
+    a, b = (med[m] * 1000 for m in MODES)
     n = len(samples[MODES[0]])
     return f"| {what} | {n} | {a:.1f} ms | {b:.1f} ms | {a - b:+.1f} ms | {a / b:.2f}x |"
 
@@ -83,7 +75,7 @@ def main() -> None:
             inst.stop(grace=0)
             return elapsed
 
-        starts = interleaved(args.rounds, start)
+        starts = interleaved(args.rounds, MODES, start)
         log.close()
 
         pools = {mode: OfficePool(OfficeSettings(work_dir=tmp / f"pool-{mode}", pool_size=1, profile_template=template,
@@ -92,12 +84,8 @@ def main() -> None:
             for pool in pools.values():
                 pool.start()
                 for _ in range(5):
-                    convert_file(pool, SAMPLE, tmp / "warm.pdf", SAMPLE.name, tmp)
-
-            def convert(mode: str, i: int) -> float:
-                return timed(lambda: convert_file(pools[mode], SAMPLE, tmp / f"{mode}.pdf", SAMPLE.name, tmp))
-
-            conversions = interleaved(args.conversions, convert)
+                    convert_timed(pool, SAMPLE, tmp)
+            conversions = interleaved(args.conversions, MODES, lambda mode, _: convert_timed(pools[mode], SAMPLE, tmp))
         finally:
             for pool in pools.values():
                 pool.stop()
@@ -123,12 +111,6 @@ def group_cpu_s(pgid: int) -> float:
             continue
         ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

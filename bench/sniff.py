@@ -10,9 +10,7 @@ prints the median per file and the ratio. Defaults: tests/data/sample.docx and s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,30 +20,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from measure import interleaved, medians, module_at, timed  # noqa: E402
+
 from worker.sniff import sniff  # noqa: E402
 
 DEFAULT_FILES = [REPO / "tests" / "data" / "sample.docx", REPO / "tests" / "data" / "sample-100pages.docx"]
 
 
 def load_base(revision: str, scratch: Path) -> Callable[[Path, str], object]:
-    """Import worker/sniff.py as it was at `revision` under another module name."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:worker/sniff.py"], check=True,
-                            capture_output=True, text=True).stdout
-    path = scratch / "base_sniff.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("base_sniff", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["base_sniff"] = module
-    spec.loader.exec_module(module)
-    base: Callable[[Path, str], object] = module.sniff
+    """worker/sniff.py's sniff() as it was at `revision`."""
+    base: Callable[[Path, str], object] = module_at(revision, "worker/sniff.py", scratch).sniff
     return base
 
 
-def timed(fn: Callable[[Path, str], object], path: Path) -> float:
-    t0 = time.perf_counter()
-    fn(path, path.name)
-    return time.perf_counter() - t0
+def side_by_side(sides: dict[str, Callable[[Path, str], object]], path: Path, rounds: int) -> dict[str, float]:
+    """Median seconds of each sniff() on `path`, called in turn, after 5 untimed rounds (page cache, modules)."""
+
+    def call(side: str, _round: int) -> float:
+        return timed(lambda: sides[side](path, path.name))
+
+    interleaved(5, list(sides), call)
+    return medians(interleaved(rounds, list(sides), call))
 
 
 def main() -> int:
@@ -63,16 +58,8 @@ def main() -> int:
         print(f"| file | size | {args.base} (prolog scan) ms | now (xml_guard) ms | added ms | now / {args.base} |")
         print("|---|---:|---:|---:|---:|---:|")
         for path in files:
-            before: list[float] = []
-            after: list[float] = []
-            for _ in range(5):  # warm the page cache and both modules
-                timed(base, path)
-                timed(sniff, path)
-            for i in range(args.rounds):
-                pair = [(base, before), (sniff, after)]
-                for fn, samples in pair if i % 2 == 0 else reversed(pair):
-                    samples.append(timed(fn, path))
-            b, a = statistics.median(before) * 1000, statistics.median(after) * 1000
+            med = side_by_side({"before": base, "after": sniff}, path, args.rounds)
+            b, a = med["before"] * 1000, med["after"] * 1000
             print(f"| {path.name} | {path.stat().st_size // 1024} KiB | {b:.2f} | {a:.2f} | {a - b:+.2f} |"
                   f" {a / b:.2f}x |")
     return 0

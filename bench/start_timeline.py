@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/start_timeline.py [--pool-size 1]
 
-Starts a pool in-process on an initialised profile template (built once into a temp dir), wraps the instance and
-pool steps (instance start, wait_ready, each probe conversion) with timestamps since this script began, reports
+Starts a pool in-process on an initialised profile template (built once into a temp dir), wraps the instance's
+public steps (start, wait_ready, each conversion: the probes of every family first) with timestamps, reports
 when `start()` returned ("READY"), then converts one docx at once (it may wait for a warm-up probe in progress),
 waits until every instance is idle and converts five more (steady state). Everything runs on 127.0.0.1 and every
 process is stopped by the pool before exit.
@@ -25,21 +25,21 @@ T0 = time.perf_counter()
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from measure import DOC1, convert_timed  # noqa: E402
+
 from worker.config import OfficeSettings  # noqa: E402
-from worker.conversion import convert_file  # noqa: E402
 from worker.office import OfficePool  # noqa: E402
-from worker.office import instance as instance_module  # noqa: E402
-from worker.office import pool as pool_module  # noqa: E402
+from worker.office.instance import OfficeInstance  # noqa: E402
 from worker.office.profile import build_template  # noqa: E402
 
-SAMPLE = REPO / "tests" / "data" / "sample.docx"
+SAMPLE = DOC1
 
 
 def mark(what: str) -> None:
     print(f"{(time.perf_counter() - T0) * 1000:7.0f} ms  {threading.current_thread().name:18s} {what}", flush=True)
 
 
-def timed(cls: type, name: str) -> None:
+def traced(cls: type, name: str) -> None:
     """Replace cls.name by a wrapper that marks its start and end."""
     original: Callable[..., Any] = getattr(cls, name)
 
@@ -61,11 +61,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="docworker-timeline-") as tmp:
         work = Path(tmp)
-        settings = OfficeSettings(pool_size=args.pool_size, work_dir=work / "work")
-        template = build_template(settings, work / "template")
+        template = build_template(OfficeSettings(pool_size=args.pool_size, work_dir=work / "work"), work / "template")
         for name in ("start", "wait_ready", "convert"):
-            timed(instance_module.OfficeInstance, name)
-        timed(pool_module.OfficePool, "_probe")
+            traced(OfficeInstance, name)
         global T0
         T0 = time.perf_counter()
         mark("pool.start()")
@@ -73,16 +71,12 @@ def main() -> int:
         try:
             pool.start()
             mark("READY (start() returned)")
-            t = time.perf_counter()
-            convert_file(pool, SAMPLE, work / "first.pdf", SAMPLE.name, work)
-            mark(f"first docx at ready: {(time.perf_counter() - t) * 1000:.0f} ms")
+            mark(f"first docx at ready: {convert_timed(pool, SAMPLE, work) * 1000:.0f} ms")
             while any(s.state != "idle" for s in pool.status()):
                 time.sleep(0.005)
             mark("every instance idle (all families warm)")
-            for i in range(5):
-                t = time.perf_counter()
-                convert_file(pool, SAMPLE, work / f"steady-{i}.pdf", SAMPLE.name, work)
-                mark(f"steady docx: {(time.perf_counter() - t) * 1000:.0f} ms")
+            for _ in range(5):
+                mark(f"steady docx: {convert_timed(pool, SAMPLE, work) * 1000:.0f} ms")
         finally:
             pool.stop()
     return 0

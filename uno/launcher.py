@@ -22,6 +22,7 @@ unprivileged user before it starts anything, so the office owns none of the work
 import argparse
 import ctypes
 import os
+import pathlib
 import signal
 import socketserver
 import subprocess
@@ -71,7 +72,8 @@ def start_soffice(args):
         args.soffice,
         "--headless", "--invisible", "--nocrashreport", "--nodefault", "--nologo",
         "--nofirststartwizard", "--norestore", "--nolockcheck",
-        "-env:UserInstallation=file://" + os.path.abspath(args.profile),
+        # a URL, not a path: a space or a # in WORK_DIR must be percent-encoded or the office never starts
+        "-env:UserInstallation=" + pathlib.Path(os.path.abspath(args.profile)).as_uri(),
         f"--accept=socket,host=127.0.0.1,port={args.uno_port},tcpNoDelay=1;urp;StarOffice.ComponentContext",
     ]
     office = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)

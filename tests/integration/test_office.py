@@ -523,3 +523,13 @@ def test_convert_is_sent_once_even_when_the_connection_drops(tmp_path: Path) -> 
         server.join(10)
         listener.close()
     assert [b"<methodName>convert" in r for r in requests] == [False, True], requests
+
+
+def test_an_office_starts_and_converts_under_a_work_dir_with_a_space_and_a_hash(tmp_path: Path, template: Path) -> None:
+    """The profile reaches LibreOffice as a URL: an unencoded space once kept every office from starting."""
+    work = tmp_path / "work dir #1"
+    with running_pool(office_settings(work, template)) as pool:
+        src = DATA / "sample.docx"
+        out = tmp_path / "out.pdf"
+        convert_file(pool, src, out, src.name, tmp_path)
+    assert "docworker sample docx" in pdf_text(out)[1]

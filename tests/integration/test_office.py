@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.processes import launcher_pids_under, office_pids_under
 from tests.hostile_docs import (
     make_linked_image_docx,
     make_linked_image_odt,
@@ -39,7 +40,6 @@ from tests.integration.conftest_office import (
     pdf_text,
     running_pool,
 )
-from tests.processes import launcher_pids_under, office_pids_under
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
 from worker.office import OfficePool, State

@@ -15,7 +15,7 @@ import olefile
 import pytest
 
 from tests.corpora import CORPUS, missing_reason, need_corpus
-from tests.processes import bytes_read_by_this_process
+from tests.harness.processes import bytes_read_by_this_process
 from worker.errors import Reason, WorkerError
 from worker.formats import FORMATS
 from worker.sniff import Family, Sniffed, sniff

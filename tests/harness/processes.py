@@ -1,9 +1,13 @@
-"""Which live processes a test started, found by their command line in /proc (for orphan checks and cleanup)."""
+"""Which live processes a test started, found by their command line in /proc (for orphan checks and cleanup).
+
+RSS comes from worker.office.procfs.rss_bytes, the reader the pool itself uses.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -50,3 +54,23 @@ def bytes_read_by_this_process() -> int:
             if line.startswith("rchar:"):
                 return int(line.split()[1])
     raise RuntimeError("/proc/self/io has no rchar line")
+
+
+def kill_pids(pids: Iterable[int]) -> list[int]:
+    """SIGKILL each PID (ours: children of a worker we started); return those that were alive."""
+    killed = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed
+
+
+def count_entries(path: str) -> int:
+    """Entries of a /proc directory (a process's fd/ or task/); 0 once the process is gone."""
+    try:
+        return len(os.listdir(path))
+    except OSError:
+        return 0

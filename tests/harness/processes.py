@@ -74,3 +74,26 @@ def count_entries(path: str) -> int:
         return len(os.listdir(path))
     except OSError:
         return 0
+
+
+def paths_in_use() -> set[str]:
+    """Every unix socket path bound and every file held open by any live process (/proc/net/unix, /proc/*/fd)."""
+    live: set[str] = set()
+    try:
+        with open("/proc/net/unix") as f:
+            live.update(line.split()[7] for line in f.read().splitlines()[1:] if len(line.split()) >= 8)
+    except OSError:
+        pass
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                live.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+    return live

@@ -2,7 +2,7 @@
 
 One worker subprocess (pool of 2) serves the whole module, so the office starts once. A second, dedicated worker
 with a tiny conversion timeout proves that poison documents end as one failure record at their second office failure.
-Every process started here is stopped by its PID (SIGTERM, then SIGKILL) and no soffice.bin of ours may survive.
+Every process started here is stopped by its PID (SIGTERM, then SIGKILL) and no office process of ours may survive.
 """
 
 from __future__ import annotations

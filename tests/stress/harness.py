@@ -45,7 +45,7 @@ ADDRESS_SPACE_LIMIT = 10 * 2**30
 
 
 def stress_worker(log_dir: Path, work_dir: Path, gcs_url: str, **env: str) -> WorkerProcess:
-    """The chain's worker (not started) under the campaign's address-space limit; stop it with grace 30 s."""
+    """The chain's worker (not started), under the campaign's address-space limit."""
     return chain_worker(log_dir, work_dir, gcs_url, wrapper=("prlimit", f"--as={ADDRESS_SPACE_LIMIT}", "--"), **env)
 
 

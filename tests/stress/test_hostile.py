@@ -117,7 +117,7 @@ def test_hostile_files(copies: int, gcs: emulators.Proc, logs: Path, tmp_path: P
             t0 = time.monotonic()
             with Sampler(worker) as sampler, ThreadPoolExecutor(4) as ex:
                 statuses = list(ex.map(lambda u: _post(worker, envelope(worker, DIRECT_BUCKET, u.name, u.generation,
-                                                                        f"h-{u.name}")), uploads))
+                                                                         f"h-{u.name}")), uploads))
                 report.wall_s = round(time.monotonic() - t0, 1)
             done = tally(worker, uploads, "hostile/", report, sampler)
             answers = {a["object"]: a for a in worker.answers() if a.get("object", "").startswith("hostile/")}
@@ -172,7 +172,7 @@ def test_hostile_requests_oidc(rounds: int, gcs: emulators.Proc, logs: Path, tmp
     key, other = make_signing_key("k1"), make_signing_key("k1")  # `other` forges with the same kid
     with serve_certs({key.kid: key.cert_pem}) as certs:
         worker = stress_worker(logs, tmp_path / "work", gcs.url, AUTH_MODE="oidc", AUTH_AUDIENCE=AUD,
-                              PUSH_SERVICE_ACCOUNT=SA, AUTH_CERTS_URL=certs.url, INPUT_BUCKETS=DIRECT_BUCKET)
+                               PUSH_SERVICE_ACCOUNT=SA, AUTH_CERTS_URL=certs.url, INPUT_BUCKETS=DIRECT_BUCKET)
         worker.start()
         report = Report("hostile-requests", f"{rounds} rounds x 9 kinds (oidc)", 0, ceiling_mb=ceiling_mb(2, 1024))
         record.append(report)
@@ -212,7 +212,7 @@ def test_hostile_requests_oidc(rounds: int, gcs: emulators.Proc, logs: Path, tmp
                                                        headers=auth | {"Content-Type": "application/json"}).status_code)
                     [foreign] = upload_all(worker, "someone-elses-bucket", [(f"req/{r}/x.docx", DATA / "sample.docx")])
                     hit("foreign_bucket", _post(worker, envelope(worker, "someone-elses-bucket", foreign.name,
-                                                                 foreign.generation, f"f-{r}"), auth))
+                                                                  foreign.generation, f"f-{r}"), auth))
                     hit("good", _post(worker, body, auth))  # the same upload, now properly signed
                     uploads.append(up)
                 report.wall_s = round(time.monotonic() - t0, 1)

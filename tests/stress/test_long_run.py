@@ -32,7 +32,7 @@ def test_long_run(n: int, recycle: int, logs: Path, tmp_path: Path, record: list
     for name in (IN_BUCKET, DIRECT_BUCKET, OUT_BUCKET):
         emulators.create_bucket(gcs.url, name)
     worker = stress_worker(logs, tmp_path / "work", gcs.url, MAX_CONVERSIONS_PER_INSTANCE=str(recycle),
-                          MAX_OFFICE_RSS_MB=str(MAX_RSS_MB), CONVERSION_TIMEOUT_S="60")
+                           MAX_OFFICE_RSS_MB=str(MAX_RSS_MB), CONVERSION_TIMEOUT_S="60")
     report = Report("long-run", f"{n} conversions, recycle every {recycle}", n,
                     ceiling_mb=ceiling_mb(2, MAX_RSS_MB))
     record.append(report)

@@ -1,6 +1,6 @@
 """Check a push request's bearer token, so only our subscription's service account can make the worker work.
 
-Modes (docs/gcp-contract.md 2.2, 2.3, 8.4):
+Modes (Pub/Sub's token: https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions):
   off       accept everything: the Pub/Sub emulator sends no token. Never the production setting.
   platform  Cloud Run IAM already verified the token and replaced its signature with
             SIGNATURE_REMOVED_BY_GOOGLE; we only read the unverified `email` claim (defence in depth).

@@ -2,7 +2,11 @@
 
 Pure functions only: no Flask, no GCS, no network. A body that is not a push envelope or CloudEvent at all
 raises `WorkerError(Reason.BAD_REQUEST)`; a well-formed delivery that is not a storage event we understand
-returns `NotStorageEvent` (the route acks it). Shapes: docs/gcp-contract.md 1.1, 1.2, 3.2, 3.3 and 3.5.
+returns `NotStorageEvent` (the route acks it). Shapes, as Google documents them: the wrapped push envelope
+(https://cloud.google.com/pubsub/docs/push), the unwrapped payload with write-metadata headers
+(https://cloud.google.com/pubsub/docs/payload-unwrapping), the GCS notification's attributes and JSON_API_V1 object
+body (https://cloud.google.com/storage/docs/pubsub-notifications), and Eventarc's storage CloudEvents
+(https://cloud.google.com/run/docs/triggering/storage-triggers).
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class NotStorageEvent:
 
 
 def parse_push(headers: Mapping[str, str], body: bytes) -> ObjectEvent | NotStorageEvent:
-    """Dispatch on the request's shape (contract 3.5) and parse it; WorkerError(BAD_REQUEST) on garbage."""
+    """Parse by the request's shape (CloudEvent structured or binary, Pub/Sub push); BAD_REQUEST on garbage."""
     h = {str(k).lower(): str(v) for k, v in headers.items()}
     media_type = h.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "application/cloudevents+json":
@@ -139,7 +143,7 @@ def _parse_unwrapped(h: Mapping[str, str], doc: object) -> ObjectEvent | NotStor
         data=data,
         message_id=h.get("x-goog-pubsub-message-id"),
         publish_time=h.get("x-goog-pubsub-publish-time"),
-        delivery_attempt=None,  # no documented header (contract 1.2)
+        delivery_attempt=None,  # the unwrapped push documents no header for it
         subscription=h.get("x-goog-pubsub-subscription-name"),
         shape="push-unwrapped",
     )

@@ -1,6 +1,6 @@
-"""run_job(event) -> JobResult: the one orchestration (filter, dedup, download, sniff, convert, upload, record).
+"""Job.run(event) -> JobResult: the one orchestration (filter, dedup, download, sniff, convert, upload, record).
 
-It never speaks HTTP; the route maps the result to a status through one table (web.py).
+It never speaks HTTP; the route maps the result to a status through one table (worker/web.py, `respond`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, auto
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +24,7 @@ from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
 from worker.events import ObjectEvent
 from worker.office import Converter
+from worker.outcome import Done, Duplicate, Ignore, JobResult, Outcome
 from worker.storage import ObjectGone, ObjectInfo
 
 FINALIZE = "OBJECT_FINALIZE"
@@ -34,23 +34,31 @@ META_OBJECT = "source-object"
 META_GENERATION = "source-generation"
 
 
-class Outcome(StrEnum):
-    CONVERTED = "converted"
-    DUPLICATE = "duplicate"
-    IGNORED = "ignored"
-    FAILED = "failed"  # permanent: a failure record was written, the message is acked
-    RETRY = "retry"  # transient: the message must be redelivered
+class Stored(Enum):
+    """What a versioned write came to (`Job._store_versioned`); the job maps it to an outcome."""
+
+    CREATED = auto()
+    REPLACED = auto()  # an older generation's output was replaced
+    DUPLICATE = auto()  # this generation's output is already there (a concurrent delivery was first)
+    STALE = auto()  # a newer generation's output is already there
 
 
-class Ignore(StrEnum):
-    """Why an event is acked without work (the metric label for outcome=ignored)."""
+class Source(Enum):
+    """How an existing output relates to this event's source object (`_compare`)."""
 
-    EVENT_TYPE = "event_type"
-    SUFFIX = "suffix"
-    OWN_OUTPUT = "own_output"
-    STALE = "stale"
-    BUCKET = "bucket_not_allowed"
-    NOT_STORAGE_EVENT = "not_storage_event"
+    SAME = auto()  # the same generation
+    OLDER = auto()
+    NEWER = auto()
+    OTHER = auto()  # another source object, or no source metadata: a name collision
+
+
+# A stored PDF's write -> the delivery's outcome, reason and message.
+PDF_STORED: dict[Stored, tuple[Outcome, Done | Duplicate | Ignore, str]] = {
+    Stored.CREATED: (Outcome.CONVERTED, Done.OK, ""),
+    Stored.REPLACED: (Outcome.CONVERTED, Done.OVERWRITE, ""),
+    Stored.DUPLICATE: (Outcome.DUPLICATE, Duplicate.CONCURRENT, "a concurrent delivery stored it first"),
+    Stored.STALE: (Outcome.IGNORED, Ignore.STALE, "a newer generation was stored meanwhile"),
+}
 
 
 class Store(Protocol):
@@ -68,24 +76,6 @@ class Store(Protocol):
         self, bucket: str, name: str, src: Path | bytes, *, content_type: str, metadata: dict[str, str],
         if_generation_match: int,
     ) -> ObjectInfo | None: ...
-
-
-@dataclass
-class JobResult:
-    """Everything the route, the metrics and the log line need about one delivery."""
-
-    outcome: Outcome
-    reason: str
-    message: str = ""
-    output: str | None = None
-    durations: dict[str, float] = field(default_factory=dict)
-    input_bytes: int = 0
-    output_bytes: int = 0
-    kind: str | None = None
-
-    @property
-    def retry_reason(self) -> Reason | None:
-        return Reason(self.reason) if self.outcome == Outcome.RETRY else None
 
 
 # Office failures a document can cause: each is a strike against it (see Job._give_up). Not office_killed: a SIGKILL
@@ -183,9 +173,9 @@ class Job:
         ignored = ignore_reason(self.config, event)
         if ignored is Ignore.SUFFIX:
             suffix = posixpath.splitext(event.name)[1].lower() or "(none)"
-            return JobResult(Outcome.IGNORED, ignored.value, f"suffix {suffix} is not in INPUT_SUFFIXES")
+            return JobResult(Outcome.IGNORED, ignored, f"suffix {suffix} is not in INPUT_SUFFIXES")
         if ignored is not None:
-            return JobResult(Outcome.IGNORED, ignored.value, f"{ignored.value}: {event.name}")
+            return JobResult(Outcome.IGNORED, ignored, f"{ignored.value}: {event.name}")
         pdf_name, alt_name, record_name = output_names(self.config, event.name)
         durations: dict[str, float] = {}
         try:
@@ -199,10 +189,10 @@ class Job:
             with tempfile.TemporaryDirectory(prefix="job-", dir=self.config.office.work_dir / "jobs") as tmp:
                 return self._convert_and_store(event, Path(tmp), pdf_name, alt_name, durations)
         except ObjectGone as exc:
-            return JobResult(Outcome.IGNORED, Ignore.STALE.value, str(exc), durations=durations)
+            return JobResult(Outcome.IGNORED, Ignore.STALE, str(exc), durations=durations)
         except WorkerError as exc:
             if exc.retryable and not self._give_up(event, exc):
-                return JobResult(Outcome.RETRY, exc.reason.value, exc.message, durations=durations)
+                return JobResult(Outcome.RETRY, exc.reason, exc.message, durations=durations)
             return self._record_failure(event, record_name, exc, durations)
 
     # -- steps -------------------------------------------------------------------------------------
@@ -210,17 +200,18 @@ class Job:
     def _already_done(self, event: ObjectEvent, pdf_name: str, alt_name: str, record_name: str) -> JobResult | None:
         """Skip download and conversion when this exact generation's PDF or failure record is already stored."""
         record, *pdfs = self.store.get_outputs(self.config.output_bucket, [record_name, pdf_name, alt_name])
-        if record is not None and _compare(record, event) == "same":
-            return JobResult(Outcome.DUPLICATE, "already_failed", "a failure record for this generation exists",
+        if record is not None and _compare(record, event) is Source.SAME:
+            return JobResult(Outcome.DUPLICATE, Duplicate.ALREADY_FAILED, "a failure record for this generation exists",
                              output=_uri(record))
         for existing in pdfs:
             if existing is None:
                 continue
-            verdict = _compare(existing, event)
-            if verdict == "same":
-                return JobResult(Outcome.DUPLICATE, "same_generation", "already converted", output=_uri(existing))
-            if verdict == "newer":
-                return JobResult(Outcome.IGNORED, Ignore.STALE.value, "a newer generation is already converted")
+            source = _compare(existing, event)
+            if source is Source.SAME:
+                return JobResult(Outcome.DUPLICATE, Duplicate.SAME_GENERATION, "already converted",
+                                 output=_uri(existing))
+            if source is Source.NEWER:
+                return JobResult(Outcome.IGNORED, Ignore.STALE, "a newer generation is already converted")
         return None
 
     def _convert_and_store(
@@ -236,24 +227,54 @@ class Job:
         durations["queue_wait"] = converted.timing.queue_wait_s
         durations["convert"] = converted.timing.convert_s
         t = self.clock()
-        result = self._store_versioned(event, pdf_name, alt_name, pdf, "application/pdf")
+        stored, info = self._store_versioned(event, pdf_name, alt_name, pdf, "application/pdf")
         durations["upload"] = self.clock() - t
-        result.durations = durations
-        result.input_bytes = input_bytes
-        result.output_bytes = converted.pdf_bytes if result.outcome == Outcome.CONVERTED else 0
-        result.kind = converted.sniffed.kind
-        return result
+        outcome, reason, message = PDF_STORED[stored]
+        return JobResult(
+            outcome, reason, message, output=None if info is None else _uri(info), durations=durations,
+            input_bytes=input_bytes, output_bytes=converted.pdf_bytes if outcome == Outcome.CONVERTED else 0,
+            kind=converted.sniffed.kind,
+        )
 
     def _store_versioned(
         self, event: ObjectEvent, name: str, alt_name: str | None, src: Path | bytes, content_type: str
-    ) -> JobResult:
+    ) -> tuple[Stored, ObjectInfo | None]:
         """Create-only write; on conflict decide by the existing object's source metadata.
 
         Same source generation -> duplicate. Older generation of the same source -> replace, conditional on the
         generation we read (an older delivery can never replace a newer PDF). Newer -> stale. Another source that
         maps to the same name (a.docx and a.xlsx -> a.pdf) -> the first keeps `a.pdf`, the other gets `a.xlsx.pdf`.
+        Returns what happened and the object written (created, replaced) or found (duplicate); None when stale.
         """
         bucket = self.config.output_bucket
+        metadata = self._output_metadata(event)
+        for _ in range(5):  # each lap follows a concurrent writer; five laps means something is fighting us
+            created = self.store.create(bucket, name, src, content_type=content_type, metadata=metadata)
+            if created is not None:
+                return Stored.CREATED, created
+            existing = self.store.get_output(bucket, name)
+            if existing is None:
+                continue  # deleted between our create and our read: try again
+            source = _compare(existing, event)
+            if source is Source.SAME:
+                return Stored.DUPLICATE, existing
+            if source is Source.NEWER:
+                return Stored.STALE, None
+            if source is Source.OLDER:
+                replaced = self.store.replace(
+                    bucket, name, src, content_type=content_type, metadata=metadata,
+                    if_generation_match=existing.generation,
+                )
+                if replaced is not None:
+                    return Stored.REPLACED, replaced
+                continue
+            if alt_name is None:
+                break
+            name, alt_name = alt_name, None  # a name collision: fall back to the full-name form once
+        raise WorkerError(Reason.NAME_COLLISION, f"gs://{bucket}/{name} belongs to another source object")
+
+    def _output_metadata(self, event: ObjectEvent) -> dict[str, str]:
+        """The source an output came from: what `_compare` reads back to decide duplicate, stale or collision."""
         metadata = {
             META_BUCKET: event.bucket,
             META_OBJECT: event.name,
@@ -262,31 +283,7 @@ class Job:
         }
         if event.message_id:
             metadata["source-message-id"] = event.message_id
-        for _ in range(5):  # each lap follows a concurrent writer; five laps means something is fighting us
-            created = self.store.create(bucket, name, src, content_type=content_type, metadata=metadata)
-            if created is not None:
-                return JobResult(Outcome.CONVERTED, "ok", output=_uri(created))
-            existing = self.store.get_output(bucket, name)
-            if existing is None:
-                continue  # deleted between our create and our read: try again
-            verdict = _compare(existing, event)
-            if verdict == "same":
-                return JobResult(Outcome.DUPLICATE, "concurrent", "a concurrent delivery stored it first",
-                                 output=_uri(existing))
-            if verdict == "newer":
-                return JobResult(Outcome.IGNORED, Ignore.STALE.value, "a newer generation was stored meanwhile")
-            if verdict == "older":
-                replaced = self.store.replace(
-                    bucket, name, src, content_type=content_type, metadata=metadata,
-                    if_generation_match=existing.generation,
-                )
-                if replaced is not None:
-                    return JobResult(Outcome.CONVERTED, "overwrite", output=_uri(replaced))
-                continue
-            if alt_name is None:
-                break
-            name, alt_name = alt_name, None  # a name collision: fall back to the full-name form once
-        raise WorkerError(Reason.NAME_COLLISION, f"gs://{bucket}/{name} belongs to another source object")
+        return metadata
 
     def _give_up(self, event: ObjectEvent, exc: WorkerError) -> bool:
         """Poison rule: a generation that hangs, crashes or bloats the office twice is recorded as failed.
@@ -323,27 +320,28 @@ class Job:
         }
         body = (json.dumps(record, indent=2) + "\n").encode()
         try:
-            stored = self._store_versioned(event, record_name, None, body, "application/json")
+            stored, info = self._store_versioned(event, record_name, None, body, "application/json")
         except WorkerError as store_exc:
             if store_exc.retryable:  # could not write the record: do not ack, or the user would never know
-                return JobResult(Outcome.RETRY, store_exc.reason.value, store_exc.message, durations=durations)
+                return JobResult(Outcome.RETRY, store_exc.reason, store_exc.message, durations=durations)
             raise
-        output = stored.output if stored.outcome == Outcome.CONVERTED else None
-        return JobResult(Outcome.FAILED, exc.reason.value, exc.message, output=output, durations=durations)
+        # The log names the record only when this delivery wrote it (not a twin's, not a newer generation's).
+        output = _uri(info) if info is not None and stored in (Stored.CREATED, Stored.REPLACED) else None
+        return JobResult(Outcome.FAILED, exc.reason, exc.message, output=output, durations=durations)
 
 
-def _compare(existing: ObjectInfo, event: ObjectEvent) -> str:
-    """same | older | newer | other: how an existing output relates to this event's source."""
+def _compare(existing: ObjectInfo, event: ObjectEvent) -> Source:
+    """How an existing output relates to this event's source, from the metadata `_output_metadata` wrote."""
     meta = existing.metadata or {}
     if meta.get(META_BUCKET) != event.bucket or meta.get(META_OBJECT) != event.name:
-        return "other"
+        return Source.OTHER
     try:
         gen = int(meta.get(META_GENERATION, ""))
     except ValueError:
-        return "other"
+        return Source.OTHER
     if gen == event.generation:
-        return "same"
-    return "older" if gen < event.generation else "newer"
+        return Source.SAME
+    return Source.OLDER if gen < event.generation else Source.NEWER
 
 
 def _uri(info: ObjectInfo) -> str:

@@ -15,10 +15,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from worker import __version__
+from worker.outcome import Outcome
 
 if TYPE_CHECKING:
-    from worker.job import JobResult
     from worker.office import PoolView
+    from worker.outcome import JobResult
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -56,17 +57,22 @@ class Metrics:
         if pool is not None:
             registry.register(PoolCollector(pool))
 
-    def observe(self, result: JobResult, publish_time: datetime | None, now: datetime,
-                delivery_attempt: int | None) -> None:
-        self.jobs.labels(result.outcome.value, result.reason).inc()
+    def observe(self, result: JobResult, status: int, publish_time: datetime | None = None,
+                now: datetime | None = None, delivery_attempt: int | None = None,
+                total_s: float | None = None) -> None:
+        """Every metric of one push, refusals included; `total_s` only when a job ran (the job duration)."""
+        self.jobs.labels(result.outcome.value, result.reason.value).inc()
+        self.requests.labels(str(status)).inc()
         for stage, seconds in result.durations.items():
             self.stage.labels(stage).observe(seconds)
         self.input_bytes.inc(result.input_bytes)
         self.output_bytes.inc(result.output_bytes)
         if delivery_attempt:
             self.attempts.observe(delivery_attempt)
-        if publish_time is not None and result.outcome.value == "converted":
+        if publish_time is not None and now is not None and result.outcome == Outcome.CONVERTED:
             self.lag.observe(max(0.0, (now - publish_time).total_seconds()))
+        if total_s is not None:
+            self.job_duration.observe(total_s)
 
     def set_memory_budget(self, ceiling_mb: int, limit_mb: int | None) -> None:
         """Exported so an alert can compare the offices' RSS with the limit, not only the start-up warning."""

@@ -1,4 +1,4 @@
-"""`worker serve`: build the collaborators from the config, start the pool, serve with waitress, drain on SIGTERM."""
+"""`worker serve`: build the parts from the config (`build`), then serve with waitress and drain on SIGTERM (`run`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
@@ -17,6 +18,13 @@ from waitress.task import ThreadedTaskDispatcher
 from worker.config import Config, OfficeSettings
 from worker.logs import setup as setup_logging
 from worker.office import OfficePool
+
+if TYPE_CHECKING:  # imported at run time only after the pool has started (see build)
+    from flask import Flask
+    from prometheus_client import CollectorRegistry
+
+    from worker.metrics import Metrics
+    from worker.web import Lifecycle
 
 log = logging.getLogger("worker.server")
 
@@ -74,12 +82,33 @@ def memory_budget_warning(office: OfficeSettings, limit_mb: int | None) -> str |
             f"or POOL_SIZE, or raise the memory limit (docs/stress.md, Memory ceiling)")
 
 
-def make_server(app: Any, host: str, port: int, threads: int, channel_timeout_s: float) -> Any:
-    """waitress on `threads` push threads plus 2 probe threads, so /health never waits behind a conversion."""
+def make_server(app: Any, host: str, port: int, threads: int, channel_timeout_s: float,
+                channels: dict[int, Any] | None = None) -> Any:
+    """waitress on `threads` push threads plus 2 probe threads, so /health never waits behind a conversion.
+
+    `channels` is waitress's socket map: pass a dict to see its connections (`_wait_responses_sent`).
+    """
     dispatcher = ProbeFirstDispatcher(probe_threads=2)
     dispatcher.set_thread_count(threads)
-    return create_server(app, host=host, port=port, threads=threads, ident="docworker",
-                         channel_timeout=channel_timeout_s, _dispatcher=dispatcher)
+    return _create_server(app, {} if channels is None else channels, dispatcher, host=host, port=port,
+                          threads=threads, ident="docworker", channel_timeout=channel_timeout_s)
+
+
+@dataclass
+class Parts:
+    """What `worker serve` runs, built from the config by `build`; `run` owns the signals, the drain and the stop."""
+
+    config: Config
+    app: Flask
+    pool: OfficePool
+    metrics: Metrics
+    registry: CollectorRegistry
+    lifecycle: Lifecycle
+    server: Any  # waitress's server (untyped)
+    channels: dict[int, Any]  # the server's socket map
+    host: str
+    threads: int
+    started: float
 
 
 def serve(host: str | None = None) -> int:
@@ -88,6 +117,11 @@ def serve(host: str | None = None) -> int:
     host = host or os.environ.get("HOST", "").strip() or "0.0.0.0"
     config = Config.from_env()
     setup_logging(os.environ.get("LOG_FORMAT") or ("text" if os.isatty(1) else config.log_format))
+    return run(build(config, host))
+
+
+def build(config: Config, host: str) -> Parts:
+    """Every part from the config, the pool starting in the background; nothing serves yet."""
     pool = OfficePool(config.office)
     started = time.monotonic()
     limit_mb = container_memory_limit_mb()
@@ -95,66 +129,62 @@ def serve(host: str | None = None) -> int:
     if warning:
         log.warning(warning, extra={"fields": {"memory_ceiling_mb": config.office.memory_ceiling_mb,
                                                "memory_limit_mb": limit_mb}})
-
-    def start_pool() -> None:
-        try:
-            pool.start()
-            log.info("office pool ready", extra={"fields": {"pool_size": pool.size,
-                                                            "start_s": round(time.monotonic() - started, 3)}})
-        except Exception:  # /ready stays false; the platform restarts us
-            if not pool.stopped:
-                log.exception("office pool failed to start")
-
     # The office needs about a second to start; begin now so it overlaps the ~0.5 s of imports below.
-    threading.Thread(target=start_pool, name="pool-start", daemon=True).start()
+    threading.Thread(target=_start_pool, args=(pool, started), name="pool-start", daemon=True).start()
     try:
-        from prometheus_client import CollectorRegistry
-
-        from worker.auth import AuthSettings, PushAuthenticator
-        from worker.job import Job
-        from worker.metrics import Metrics, serve_metrics
-        from worker.storage import Store
-        from worker.web import Lifecycle, create_app
-
-        auth = PushAuthenticator(AuthSettings(
-            mode=config.auth_mode, audience=config.auth_audience,
-            service_account=config.push_service_account, certs_url=config.auth_certs_url,
-        ))
-        registry = CollectorRegistry()
-        metrics = Metrics(registry, pool)
-        metrics.set_memory_budget(config.office.memory_ceiling_mb, limit_mb)
-        job = Job(config, pool, Store())
+        return _build_parts(config, host, pool, limit_mb, started)
     except BaseException:
-        pool.stop()  # e.g. no credentials: never leave offices behind a start-up error
+        pool.stop()  # e.g. no credentials, port taken: never leave offices behind a start-up error
         raise
+
+
+def _start_pool(pool: OfficePool, started: float) -> None:
+    try:
+        pool.start()
+        log.info("office pool ready", extra={"fields": {"pool_size": pool.size,
+                                                        "start_s": round(time.monotonic() - started, 3)}})
+    except Exception:  # /ready stays false; the platform restarts us
+        if not pool.stopped:
+            log.exception("office pool failed to start")
+
+
+def _build_parts(config: Config, host: str, pool: OfficePool, limit_mb: int | None, started: float) -> Parts:
+    from prometheus_client import CollectorRegistry
+
+    from worker.auth import AuthSettings, PushAuthenticator
+    from worker.job import Job
+    from worker.metrics import Metrics
+    from worker.storage import Store
+    from worker.web import Lifecycle, create_app
+
+    auth = PushAuthenticator(AuthSettings(
+        mode=config.auth_mode, audience=config.auth_audience,
+        service_account=config.push_service_account, certs_url=config.auth_certs_url,
+    ))
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, pool)
+    metrics.set_memory_budget(config.office.memory_ceiling_mb, limit_mb)
+    job = Job(config, pool, Store())
     life = Lifecycle()
     app = create_app(config, job=job, pool=pool, authenticator=auth, metrics=metrics, lifecycle=life)
     threads = config.office.pool_size + config.office.effective_queue_size + 4
-    server = make_server(app, host, config.port, threads, channel_timeout_s=config.office.conversion_timeout_s + 60)
-    if config.metrics_port:
-        serve_metrics(config.metrics_port, registry, host)
+    channels: dict[int, Any] = {}
+    server = make_server(app, host, config.port, threads, config.office.conversion_timeout_s + 60, channels)
+    return Parts(config, app, pool, metrics, registry, life, server, channels, host, threads, started)
 
+
+def run(parts: Parts) -> int:
+    """Serve until SIGTERM/SIGINT, then drain and stop (`_drain_and_stop`); 0 on a clean stop."""
+    from worker.metrics import serve_metrics
+
+    if parts.config.metrics_port:
+        serve_metrics(parts.config.metrics_port, parts.registry, parts.host)
     stopping = threading.Event()
-
-    def shutdown() -> None:
-        metrics.draining.set(1)
-        log.info("draining", extra={"fields": {"in_flight": life.in_flight, "grace_s": config.shutdown_grace_s}})
-        finished = life.drain(config.shutdown_grace_s)
-        if finished:
-            # The route has returned, but waitress still has to write the 204: exiting first would lose the ack.
-            _wait_responses_sent(server, timeout_s=1.0)
-        else:
-            log.warning("grace period over with jobs in flight; they will be redelivered",
-                        extra={"fields": {"in_flight": life.in_flight}})
-        t = time.monotonic()
-        pool.stop()
-        log.info("office pool stopped", extra={"fields": {"stop_s": round(time.monotonic() - t, 3)}})
-        os.kill(os.getpid(), signal.SIGUSR1)  # wakes the main loop to exit
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if not stopping.is_set():
             stopping.set()
-            threading.Thread(target=shutdown, name="shutdown", daemon=True).start()
+            threading.Thread(target=_drain_and_stop, args=(parts,), name="shutdown", daemon=True).start()
 
     def on_done(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)
@@ -162,19 +192,49 @@ def serve(host: str | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGUSR1, on_done)
-    log.info("listening", extra={"fields": {"port": config.port, "threads": threads}})
+    log.info("listening", extra={"fields": {"port": parts.config.port, "threads": parts.threads}})
     try:
-        server.run()  # returns after SIGUSR1 (waitress catches SystemExit and stops its task threads)
+        parts.server.run()  # returns after SIGUSR1 (waitress catches SystemExit and stops its task threads)
     finally:
         if not stopping.is_set():
-            pool.stop()
-    log.info("stopped", extra={"fields": {"uptime_s": round(time.monotonic() - started, 3)}})
+            parts.pool.stop()
+    log.info("stopped", extra={"fields": {"uptime_s": round(time.monotonic() - parts.started, 3)}})
     return 0
 
 
-def _wait_responses_sent(server: object, timeout_s: float) -> bool:
-    """Wait until no waitress channel has a request in progress or bytes left to send (bounded)."""
-    channels = getattr(server, "_map", None) or getattr(server, "map", None) or {}
+def _drain_and_stop(parts: Parts) -> None:
+    """Refuse new pushes, wait for those in flight (bounded), stop the offices, then wake the main loop to exit."""
+    config, life = parts.config, parts.lifecycle
+    parts.metrics.draining.set(1)
+    log.info("draining", extra={"fields": {"in_flight": life.in_flight, "grace_s": config.shutdown_grace_s}})
+    if life.drain(config.shutdown_grace_s):
+        # The route has returned, but waitress still has to write the 204: exiting first would lose the ack.
+        _wait_responses_sent(parts.channels, timeout_s=1.0)
+    else:
+        log.warning("grace period over with jobs in flight; they will be redelivered",
+                    extra={"fields": {"in_flight": life.in_flight}})
+    t = time.monotonic()
+    parts.pool.stop()
+    log.info("office pool stopped", extra={"fields": {"stop_s": round(time.monotonic() - t, 3)}})
+    os.kill(os.getpid(), signal.SIGUSR1)  # wakes the main loop to exit
+
+
+# -- waitress internals, checked against waitress 3.0.2 -------------------------------------------------------------
+# waitress has no public API for either: a custom task dispatcher is only accepted through `_dispatcher`, which
+# create_server calls a "test shim", and there is no "every response written" signal (graceful shutdown is the open
+# https://github.com/Pylons/waitress/pull/499). `map`, the socket map, is a public argument of create_server.
+# Both are covered by tests/unit/test_server.py (the dispatcher) and test_ops' SIGTERM drain (the wait).
+
+
+def _create_server(app: Any, channels: dict[int, Any], dispatcher: ThreadedTaskDispatcher, **adjustments: Any) -> Any:
+    return create_server(app, map=channels, _dispatcher=dispatcher, **adjustments)
+
+
+def _wait_responses_sent(channels: dict[int, Any], timeout_s: float) -> bool:
+    """Wait until no waitress channel has a request in progress or bytes left to send (bounded).
+
+    Reads each channel's `requests` and `total_outbufs_len`, waitress's own test of whether a channel is busy.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         pending = [ch for ch in list(channels.values())

@@ -37,10 +37,6 @@ class ObjectInfo:
     content_type: str | None
     metadata: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def uri(self) -> str:
-        return f"gs://{self.bucket}/{self.name}#{self.generation}"
-
 
 class ObjectGone(Exception):
     """The pinned generation no longer exists (overwritten or deleted): a stale event, acked and ignored."""

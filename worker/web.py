@@ -1,6 +1,7 @@
-"""Flask routes: POST / (and /pubsub/push), GET /health, /ready, /metrics. Thin: parse, check, delegate, map.
+"""Flask routes: POST / (and /pubsub/push), GET /health, /ready, /metrics. Thin: parse, check, delegate, respond.
 
-The one table mapping results and errors to HTTP statuses is here (Pub/Sub acks only 102/200/201/202/204).
+The one table mapping results to HTTP statuses is here (Pub/Sub acks only 102/200/201/202/204), and `respond`, the
+one place a push's status, metrics and log line are written.
 """
 
 from __future__ import annotations
@@ -18,35 +19,86 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from worker.auth import PushAuthenticator
 from worker.config import Config
-from worker.errors import Reason, WorkerError
+from worker.errors import RETRYABLE, Reason, WorkerError
 from worker.events import NotStorageEvent, ObjectEvent, parse_push
-from worker.job import Ignore, JobResult, Outcome
 from worker.logs import trace_fields
 from worker.metrics import CONTENT_TYPE, Metrics
 from worker.office import PoolView
+from worker.outcome import Ignore, JobResult, Outcome
 
 log = logging.getLogger("worker.push")
 
 ACK = 204
-# The acknowledgement table (architecture.md). Every outcome not listed acks.
+# The acknowledgement table (docs/architecture.md, "Where a rule lives"). Every outcome not listed acks.
 RETRY_STATUS = {Reason.QUEUE_FULL: 429}  # any other retryable reason -> 503
 REFUSAL_STATUS = {Reason.BAD_REQUEST: 400, Reason.UNAUTHENTICATED: 401, Reason.FORBIDDEN: 403}
+LEVELS = {Outcome.FAILED: logging.ERROR, Outcome.RETRY: logging.WARNING, Outcome.REFUSED: logging.WARNING}
 
 
 def status_for(result: JobResult) -> int:
     """Ack everything the worker finished with (done, duplicate, ignored, failure recorded); nack the rest."""
+    if result.outcome == Outcome.REFUSED:
+        return refusal_status(Reason(result.reason))
     if result.outcome != Outcome.RETRY:
         return ACK
     return RETRY_STATUS.get(Reason(result.reason), 503)
 
 
 def status_for_error(exc: WorkerError) -> int:
+    """The status of a request refused with `exc` (auth, parsing)."""
+    return refusal_status(exc.reason)
+
+
+def refusal_status(reason: Reason) -> int:
     """Requests we cannot trust are never acked; transient trouble asks Pub/Sub to come back later."""
-    if exc.reason in REFUSAL_STATUS:
-        return REFUSAL_STATUS[exc.reason]
-    if exc.retryable:
-        return RETRY_STATUS.get(exc.reason, 503)
+    if reason in REFUSAL_STATUS:
+        return REFUSAL_STATUS[reason]
+    if reason in RETRYABLE:
+        return RETRY_STATUS.get(reason, 503)
     return 400
+
+
+def level_for(result: JobResult) -> int:
+    """The log level: by outcome, INFO when acked; a delivery that is not a storage event hints at a wrong setup."""
+    if result.reason is Ignore.NOT_STORAGE_EVENT:
+        return logging.WARNING
+    return LEVELS.get(result.outcome, logging.INFO)
+
+
+def respond(
+    metrics: Metrics, result: JobResult, fields: dict[str, Any], *, event: ObjectEvent | None = None,
+    total_s: float | None = None, now: datetime | None = None, status: int | None = None,
+) -> Response:
+    """Answer one push: the status from the table, every metric, one log line. The only place that writes them.
+
+    `event` and `total_s` when the job ran; `status` only where the HTTP layer decided it (413 from the body limit).
+    """
+    status = status_for(result) if status is None else status
+    fields.update(outcome=result.outcome.value, reason=result.reason.value)
+    text = f"{result.outcome.value}: {result.message}"
+    if event is not None:
+        fields.update(_job_fields(result, event, total_s))
+        text = f"{result.outcome.value}: gs://{event.bucket}/{event.name}" + \
+            (f" ({result.message})" if result.message else "")
+    fields["status"] = status
+    metrics.observe(result, status, event.publish_time if event else None, now,
+                    event.delivery_attempt if event else None, total_s)
+    log.log(level_for(result), text, extra={"fields": fields})
+    return Response(status=status)
+
+
+def _job_fields(result: JobResult, event: ObjectEvent, total_s: float | None) -> dict[str, Any]:
+    """The log fields of a push that reached the job (docs/operations.md lists them)."""
+    fields: dict[str, Any] = {
+        "bucket": event.bucket, "object": event.name, "generation": str(event.generation),
+        "message_id": event.message_id, "delivery_attempt": event.delivery_attempt, "output": result.output,
+        "kind": result.kind, "durations": {k: round(v, 4) for k, v in result.durations.items()},
+        "input_bytes": result.input_bytes, "output_bytes": result.output_bytes,
+        "total_s": None if total_s is None else round(total_s, 4),
+    }
+    if result.reason is Ignore.SUFFIX:
+        fields["suffix"] = posixpath.splitext(event.name)[1].lower()
+    return fields
 
 
 class Runner(Protocol):
@@ -97,11 +149,20 @@ def create_app(
     capacity = config.office.pool_size + config.office.effective_queue_size
     app.extensions["lifecycle"] = life
 
-    def answer(status: int, fields: dict[str, Any], message: str, level: int = logging.INFO) -> Response:
-        metrics.requests.labels(str(status)).inc()
-        fields["status"] = status
-        log.log(level, message, extra={"fields": fields})
-        return Response(status=status)
+    def deliver(headers: dict[str, str], fields: dict[str, Any]) -> tuple[JobResult, ObjectEvent | None]:
+        """Check, parse and run one push; the event only when the job ran."""
+        if life.in_flight > capacity:
+            # More pushes than offices plus queue: say so before any download, not after.
+            return JobResult(Outcome.RETRY, Reason.QUEUE_FULL, "every office busy and the queue is full"), None
+        try:
+            authenticator.check(request.headers.get("Authorization"))
+            parsed = parse_push(headers, request.get_data(cache=False))
+        except WorkerError as exc:
+            return JobResult(Outcome.REFUSED, exc.reason, exc.message), None
+        if isinstance(parsed, NotStorageEvent):
+            fields["message_id"] = parsed.message_id
+            return JobResult(Outcome.IGNORED, Ignore.NOT_STORAGE_EVENT, parsed.why), None
+        return job.run(parsed), parsed
 
     @app.post("/")
     @app.post("/pubsub/push")
@@ -110,42 +171,11 @@ def create_app(
         headers = dict(request.headers)
         fields: dict[str, Any] = trace_fields(headers, config.google_cloud_project)
         if not life.enter():
-            fields.update(outcome="refused", reason=Reason.SHUTTING_DOWN.value)
-            metrics.jobs.labels("refused", Reason.SHUTTING_DOWN.value).inc()
-            return answer(503, fields, "refused: draining", logging.WARNING)
+            return respond(metrics, JobResult(Outcome.REFUSED, Reason.SHUTTING_DOWN, "draining"), fields)
         try:
-            if life.in_flight > capacity:
-                # More pushes than offices plus queue: say so before any download, not after.
-                fields.update(outcome="retry", reason=Reason.QUEUE_FULL.value)
-                metrics.jobs.labels("retry", Reason.QUEUE_FULL.value).inc()
-                return answer(429, fields, "retry: every office busy and the queue is full", logging.WARNING)
-            try:
-                authenticator.check(request.headers.get("Authorization"))
-                parsed = parse_push(headers, request.get_data(cache=False))
-            except WorkerError as exc:
-                fields.update(outcome="refused", reason=exc.reason.value)
-                metrics.jobs.labels("refused", exc.reason.value).inc()
-                return answer(status_for_error(exc), fields, f"refused: {exc.message}", logging.WARNING)
-            if isinstance(parsed, NotStorageEvent):
-                fields.update(outcome="ignored", reason=Ignore.NOT_STORAGE_EVENT.value, message_id=parsed.message_id)
-                metrics.jobs.labels("ignored", Ignore.NOT_STORAGE_EVENT.value).inc()
-                return answer(ACK, fields, f"ignored: {parsed.why}", logging.WARNING)
-            fields.update(bucket=parsed.bucket, object=parsed.name, generation=str(parsed.generation),
-                          message_id=parsed.message_id, delivery_attempt=parsed.delivery_attempt)
-            result = job.run(parsed)
-            metrics.observe(result, parsed.publish_time, now(), parsed.delivery_attempt)
-            metrics.job_duration.observe(time.monotonic() - started)
-            fields.update(outcome=result.outcome.value, reason=result.reason, output=result.output,
-                          kind=result.kind, durations={k: round(v, 4) for k, v in result.durations.items()},
-                          input_bytes=result.input_bytes, output_bytes=result.output_bytes,
-                          total_s=round(time.monotonic() - started, 4))
-            if result.reason == Ignore.SUFFIX.value:
-                fields["suffix"] = posixpath.splitext(parsed.name)[1].lower()
-            level = {Outcome.FAILED: logging.ERROR, Outcome.RETRY: logging.WARNING}.get(result.outcome, logging.INFO)
-            text = f"{result.outcome.value}: gs://{parsed.bucket}/{parsed.name}"
-            if result.message:
-                text += f" ({result.message})"
-            return answer(status_for(result), fields, text, level)
+            result, event = deliver(headers, fields)
+            total_s = None if event is None else time.monotonic() - started
+            return respond(metrics, result, fields, event=event, total_s=total_s, now=now())
         finally:
             life.leave()
 
@@ -156,23 +186,35 @@ def create_app(
     @app.get("/ready")
     def ready() -> tuple[Response, int]:
         ok = pool.ready() and not life.draining
-        instances = [
-            {"index": s.index, "state": s.state.value, "pid": s.pid, "conversions": s.conversions,
-             "rss_bytes": s.rss_bytes, "seconds_since_ok": None if s.seconds_since_ok is None
-             else round(s.seconds_since_ok, 3), "restarts": s.restarts}
-            for s in pool.status()
-        ]
-        body = jsonify(ready=ok, draining=life.draining, queue_depth=pool.queue_depth, instances=instances)
+        body = jsonify(ready=ok, draining=life.draining, queue_depth=pool.queue_depth, instances=_instances(pool))
         return body, 200 if ok else 503
 
     @app.get("/metrics")
     def metrics_route() -> Response:
         return Response(metrics.exposition(), content_type=CONTENT_TYPE)
 
+    _add_error_handlers(app, config, metrics)
+    return app
+
+
+def _instances(pool: PoolView) -> list[dict[str, Any]]:
+    """/ready's view of each office."""
+    return [
+        {"index": s.index, "state": s.state.value, "pid": s.pid, "conversions": s.conversions,
+         "rss_bytes": s.rss_bytes, "seconds_since_ok": None if s.seconds_since_ok is None
+         else round(s.seconds_since_ok, 3), "restarts": s.restarts}
+        for s in pool.status()
+    ]
+
+
+def _add_error_handlers(app: Flask, config: Config, metrics: Metrics) -> None:
+    """A body over MAX_BODY_BYTES is a refusal like any other; a bug of ours is a 500 without a traceback."""
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
-        metrics.jobs.labels("refused", Reason.BAD_REQUEST.value).inc()
-        return answer(413, {}, "refused: request body too large", logging.WARNING)
+        fields = trace_fields(dict(request.headers), config.google_cloud_project)
+        result = JobResult(Outcome.REFUSED, Reason.BAD_REQUEST, "request body too large")
+        return respond(metrics, result, fields, status=413)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response | HTTPException:
@@ -182,5 +224,3 @@ def create_app(
         log.exception("unexpected error", extra={"fields": {"outcome": "error"}})
         metrics.requests.labels("500").inc()
         return Response("internal error\n", status=500, content_type="text/plain")
-
-    return app

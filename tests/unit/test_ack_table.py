@@ -73,7 +73,7 @@ ERROR_STATUS: dict[Reason, int] = {
 
 
 def test_the_tables_cover_every_outcome_and_reason() -> None:
-    assert ACKING_OUTCOMES | {Outcome.RETRY} == set(Outcome)
+    assert ACKING_OUTCOMES | {Outcome.RETRY, Outcome.REFUSED} == set(Outcome)
     assert set(ERROR_STATUS) == set(Reason)
     assert set(RETRY_STATUS) == set(RETRYABLE)
 
@@ -103,6 +103,11 @@ def test_request_errors_map_and_are_never_acked(reason: Reason) -> None:
     status = status_for_error(WorkerError(reason, "x"))
     assert status == ERROR_STATUS[reason]
     assert status not in PUBSUB_ACK_CODES
+
+
+@pytest.mark.parametrize("reason", sorted(Reason))
+def test_refused_results_answer_like_the_error_that_refused_them(reason: Reason) -> None:
+    assert status_for(JobResult(Outcome.REFUSED, reason)) == ERROR_STATUS[reason]
 
 
 def test_retryable_reasons_are_exactly_429_or_503() -> None:

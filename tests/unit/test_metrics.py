@@ -76,10 +76,10 @@ def test_a_fresh_registry_has_every_family_with_the_prefix_and_no_job_yet():
 
 def test_observe_counts_by_outcome_and_reason_and_fills_the_histograms():
     metrics = Metrics(CollectorRegistry(), FakePool())
-    metrics.observe(converted(), NOW - timedelta(seconds=2), NOW, 1)
-    metrics.observe(JobResult(Outcome.FAILED, "corrupt", durations={"download": 0.01}), NOW, NOW, 3)
-    metrics.observe(JobResult(Outcome.IGNORED, "suffix"), NOW - timedelta(seconds=1), NOW, None)
-    metrics.observe(JobResult(Outcome.RETRY, "queue_full"), None, NOW, 2)
+    metrics.observe(converted(), 204, NOW - timedelta(seconds=2), NOW, 1, total_s=0.5)
+    metrics.observe(JobResult(Outcome.FAILED, "corrupt", durations={"download": 0.01}), 204, NOW, NOW, 3)
+    metrics.observe(JobResult(Outcome.IGNORED, "suffix"), 204, NOW - timedelta(seconds=1), NOW, None)
+    metrics.observe(JobResult(Outcome.RETRY, "queue_full"), 429, None, NOW, 2)
     s = samples_of(metrics.exposition().decode())
 
     assert value(s, "worker_jobs_total", outcome="converted", reason="ok") == 1
@@ -98,6 +98,9 @@ def test_observe_counts_by_outcome_and_reason_and_fills_the_histograms():
     assert value(s, "worker_output_bytes_total") == 5000
     assert value(s, "worker_delivery_attempt_count") == 3  # None (no dead-letter policy) is not an attempt
     assert value(s, "worker_delivery_attempt_sum") == 6
+    assert value(s, "worker_http_requests_total", code="204") == 3
+    assert value(s, "worker_http_requests_total", code="429") == 1
+    assert value(s, "worker_job_duration_seconds_count") == 1  # only where the caller timed a job
 
 
 def test_the_memory_budget_is_exported_with_the_limit_only_when_there_is_one():
@@ -113,7 +116,7 @@ def test_the_memory_budget_is_exported_with_the_limit_only_when_there_is_one():
 
 def test_a_publish_time_in_the_future_is_not_a_negative_lag():
     metrics = Metrics(CollectorRegistry())
-    metrics.observe(converted(), NOW + timedelta(seconds=5), NOW, None)
+    metrics.observe(converted(), 204, NOW + timedelta(seconds=5), NOW, None)
     s = samples_of(metrics.exposition().decode())
     assert value(s, "worker_end_to_end_lag_seconds_sum") == 0
 
@@ -170,10 +173,8 @@ def test_promtool_finds_no_problem():
     pool = FakePool()
     pool.restarts["exit"] = 1
     metrics = Metrics(CollectorRegistry(), pool)
-    metrics.observe(converted(), NOW - timedelta(seconds=2), NOW, 1)
-    metrics.observe(JobResult(Outcome.FAILED, "corrupt"), NOW, NOW, None)
-    metrics.requests.labels("204").inc()
-    metrics.job_duration.observe(0.5)
+    metrics.observe(converted(), 204, NOW - timedelta(seconds=2), NOW, 1, total_s=0.5)
+    metrics.observe(JobResult(Outcome.FAILED, "corrupt"), 204, NOW, NOW, None)
     check = subprocess.run([promtool, "check", "metrics"], input=metrics.exposition(), capture_output=True,
                            timeout=30)
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check

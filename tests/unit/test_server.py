@@ -15,7 +15,7 @@ from flask import Flask
 from waitress.server import create_server
 
 from worker.config import OfficeSettings
-from worker.server import container_memory_limit_mb, make_server, memory_budget_warning
+from worker.server import _wait_responses_sent, container_memory_limit_mb, make_server, memory_budget_warning
 
 
 def blocking_app(release: threading.Event, entered: threading.Semaphore) -> Flask:
@@ -81,6 +81,21 @@ def test_control_plain_waitress_queues_the_probe_behind_held_pushes() -> None:
             requests.get(f"{url}/health", timeout=2)  # the pushes hold their threads for up to 60 s
         release.set()
         assert [p.result().status_code for p in pushes] == [204, 204, 204]
+
+
+def test_the_drain_sees_a_response_until_it_is_written() -> None:
+    """SIGTERM's drain waits on the socket map make_server shares: busy while a push is held, idle once answered."""
+    release, entered = threading.Event(), threading.Semaphore(0)
+    channels: dict[int, Any] = {}
+    app = blocking_app(release, entered)
+    with running(lambda a: make_server(a, "127.0.0.1", 0, threads=2, channel_timeout_s=120, channels=channels),
+                 app) as url, ThreadPoolExecutor(max_workers=1) as executor:
+        push = executor.submit(requests.post, f"{url}/push", timeout=90)
+        assert entered.acquire(timeout=30), "the push never reached the app"
+        assert _wait_responses_sent(channels, timeout_s=0.2) is False
+        release.set()
+        assert push.result().status_code == 204
+        assert _wait_responses_sent(channels, timeout_s=30) is True
 
 
 # -- the memory budget checked at start ---------------------------------------------------------------------------

@@ -27,7 +27,6 @@ soffice) is stopped by its own PID/process group before exit. Servers listen on 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import http.client
 import json
@@ -40,7 +39,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -271,19 +269,9 @@ def requests_status(url: str) -> int:
 
 
 def envelope(item: dict[str, Any], message_id: str) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    publish = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-    return {
-        "subscription": "projects/bench/subscriptions/push",
-        "message": {
-            "attributes": {"bucketId": item["bucket"], "objectId": item["name"],
-                           "objectGeneration": str(item["generation"]), "eventType": "OBJECT_FINALIZE",
-                           "payloadFormat": "JSON_API_V1"},
-            "data": base64.b64encode(json.dumps(item).encode()).decode(),
-            "messageId": message_id, "publishTime": publish,
-        },
-        "deliveryAttempt": 1,  # deploy/provision sets a dead-letter policy, so Pub/Sub numbers every delivery
-    }
+    # deploy/provision sets a dead-letter policy, so Pub/Sub numbers every delivery
+    return emulators.push_envelope(item, message_id, subscription="projects/bench/subscriptions/push",
+                                   delivery_attempt=1)
 
 
 def measure(bench: Bench, doc: Path, rounds: int) -> dict[str, Any]:

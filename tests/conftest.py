@@ -1,12 +1,19 @@
 """Suite-wide: say loudly at the end which corpus tests did not run, so a green run without the corpora is not mistaken
-for a full one."""
+for a full one; and the `app`/`client` fixtures of the route tests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from tests import corpora
 from tests.corpora import CORPUS_DIR_ENV, MISSING, REQUIRE_ENV
+from tests.harness.web_app import RecordingJob, make_app
+from worker.config import Config, OfficeSettings
+from worker.job import JobResult, Outcome
 
 
 def corpus_skips(terminalreporter: pytest.TerminalReporter) -> list[str]:
@@ -30,3 +37,28 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"  not run: {nodeid}")
     terminalreporter.write_line(f"  set {CORPUS_DIR_ENV} to the directory holding corpus/ and corpus-formats/; "
                                 f"CI sets {REQUIRE_ENV}=1, which makes these failures", red=True)
+
+
+# -- the Flask app of the route tests (tests/harness/web_app.py): override `app_config` or `app_job` in a module --
+
+
+@pytest.fixture
+def app_config(tmp_path: Path) -> Config:
+    """The worker's config for a route test: AUTH_MODE=off, work under tmp_path."""
+    return Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode="off")
+
+
+@pytest.fixture
+def app_job() -> RecordingJob:
+    """The job behind the route: every event converts."""
+    return RecordingJob(JobResult(Outcome.CONVERTED, "ok", output="gs://out/x.pdf"))
+
+
+@pytest.fixture
+def app(app_config: Config, app_job: RecordingJob) -> Flask:
+    return make_app(app_config, job=app_job)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import mimetypes
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -243,27 +241,8 @@ class _PushByHand:
 
     def _push(self, item: dict[str, Any]) -> int:
         """The envelope shape Google's emulator sends (shared fixtures: pubsub-push-gcs-finalize.json)."""
-        now = datetime.now(UTC)
-        publish_time = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-        message_id = str(self.sent)
-        envelope = {
-            "subscription": f"projects/{PROJECT}/subscriptions/{SUBSCRIPTION}",
-            "message": {
-                "attributes": {
-                    "bucketId": str(item["bucket"]),
-                    "objectId": str(item["name"]),
-                    "objectGeneration": str(item["generation"]),
-                    "eventType": "OBJECT_FINALIZE",
-                    "eventTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "payloadFormat": "JSON_API_V1",
-                },
-                "data": base64.b64encode(json.dumps(item).encode()).decode(),
-                "messageId": message_id,
-                "message_id": message_id,
-                "publishTime": publish_time,
-                "publish_time": publish_time,
-            },
-        }
+        envelope = emulators.push_envelope(item, str(self.sent),
+                                           subscription=f"projects/{PROJECT}/subscriptions/{SUBSCRIPTION}")
         try:
             return requests.post(f"{self.worker_url}/", json=envelope, timeout=600).status_code
         except requests.RequestException:

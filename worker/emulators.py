@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
 import importlib.resources
+import json
 import os
 import shutil
 import signal
@@ -15,7 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -201,6 +205,32 @@ def start_worker(
     proc = spawn("worker", cmd, log_dir, url, full_env)
     _wait_ready(proc, lambda: requests.get(f"{url}/ready", timeout=2).status_code == 200, ready_timeout_s, stopping)
     return proc
+
+
+def push_envelope(item: Mapping[str, Any], message_id: str, *, subscription: str, delivery_attempt: int | None = None,
+                  publish_time: datetime | None = None, event_type: str = "OBJECT_FINALIZE") -> dict[str, Any]:
+    """The wrapped push body the Pub/Sub emulator sends for a GCS notification (JSON_API_V1) about object `item`.
+
+    Shaped like tests/data/pubsub-push-gcs-finalize.json; for pushes made by hand (`worker demo`, tests, bench/).
+    """
+    now = publish_time or datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    body: dict[str, Any] = {
+        "subscription": subscription,
+        "message": {
+            "attributes": {
+                "bucketId": str(item["bucket"]), "objectId": str(item["name"]),
+                "objectGeneration": str(item["generation"]), "eventType": event_type,
+                "eventTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "payloadFormat": "JSON_API_V1",
+            },
+            "data": base64.b64encode(json.dumps(item).encode()).decode(),
+            "messageId": message_id, "message_id": message_id,
+            "publishTime": stamp, "publish_time": stamp,
+        },
+    }
+    if delivery_attempt is not None:
+        body["deliveryAttempt"] = delivery_attempt
+    return body
 
 
 def _put(url: str, body: dict[str, object] | None, *, exist_ok: bool) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import os
 import random
 import threading
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import msoffcrypto
 from pypdf import PdfReader
 
 from tests.corpora import CORPUS  # noqa: F401  (re-exported: corpus tests import it from here)
+from tests.harness.processes import paths_in_use
 from tests.hostile_docs import paragraph, write_docx
 from worker.config import OfficeSettings
 from worker.errors import Reason
@@ -101,24 +101,7 @@ def make_long_docx(path: Path, pages: int) -> Path:
 
 def stale_tmp_leftovers(before: set[str]) -> list[str]:
     """New /tmp droppings that no live process still binds or holds open (other pools may share this machine)."""
-    live: set[str] = set()
-    try:
-        with open("/proc/net/unix") as f:
-            live.update(line.split()[7] for line in f.read().splitlines()[1:] if len(line.split()) >= 8)
-    except OSError:
-        pass
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                live.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
-            except OSError:
-                continue
+    live = paths_in_use()
     return sorted(p for p in tmp_leftovers() - before if p not in live)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.processes import office_pids_under
 from tests.integration.conftest_office import (
     BAD_INPUT_REASONS,
     DATA,
@@ -17,7 +18,6 @@ from tests.integration.conftest_office import (
     make_bad_inputs,
     pdf_text,
 )
-from tests.processes import office_pids_under
 
 pytestmark = pytest.mark.office
 

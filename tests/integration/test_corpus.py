@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.corpora import CORPUS, need_corpus
+from tests.harness.processes import office_pids_under
 from tests.integration.conftest_office import (
     DATA,
     REPO,
@@ -29,7 +30,6 @@ from tests.integration.conftest_office import (
     stale_tmp_leftovers,
     tmp_leftovers,
 )
-from tests.processes import office_pids_under
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
 from worker.office import OfficePool

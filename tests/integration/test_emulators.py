@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.harness.waiting import wait_for
 from worker import emulators
 from worker.storage import Store, emulator_client
 
@@ -53,13 +54,13 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def wait_for(self, count: int, timeout_s: float = 20) -> list[tuple[int, dict[str, Any]]]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        """The posts once there are at least `count` of them."""
+
+        def enough() -> list[tuple[int, dict[str, Any]]]:
             with self.lock:
-                if len(self.posts) >= count:
-                    return list(self.posts)
-            time.sleep(0.05)
-        raise AssertionError(f"expected {count} pushes, got {self.posts}")
+                return list(self.posts) if len(self.posts) >= count else []
+
+        return wait_for(f"{count} pushes to the receiver", enough, timeout_s)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.harness.processes import launcher_pids_under, office_pids_under
+from tests.harness.waiting import wait_for
 from tests.hostile_docs import (
     make_linked_image_docx,
     make_linked_image_odt,
@@ -39,7 +41,6 @@ from tests.integration.conftest_office import (
     pdf_text,
     running_pool,
 )
-from tests.processes import launcher_pids_under, office_pids_under
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
 from worker.office import OfficePool, State
@@ -71,14 +72,6 @@ def convert_sample(pool: OfficePool, tmp_path: Path, src: Path = SAMPLE) -> Path
     out = tmp_path / f"{src.stem}-{time.monotonic_ns()}.pdf"
     convert_file(pool, src, out, src.name, tmp_path)
     return out
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    """Poll instead of sleeping a guessed amount; fail with `what` if it never happens."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 # -- 1. formats ---------------------------------------------------------------------------------------------------
@@ -124,7 +117,7 @@ def test_losing_the_office_mid_conversion_fails_retryably_and_recovers(
 
         worker = threading.Thread(target=convert_long)
         worker.start()
-        wait_until(lambda: pool.status()[0].state == State.BUSY, 10, "the long conversion to start")
+        wait_for("the long conversion to start", lambda: pool.status()[0].state == State.BUSY, 10)
         time.sleep(0.3)
         assert pool.status()[0].state == State.BUSY, "the 100-page conversion must still be running at the kill"
         inst.kill_office(sig)
@@ -320,10 +313,10 @@ def test_queue_is_bounded_and_the_overflow_fails_at_once(tmp_path: Path, templat
 
         running = threading.Thread(target=convert, args=(long_doc,))
         running.start()
-        wait_until(lambda: pool.status()[0].state == State.BUSY, 10, "the long conversion to start")
+        wait_for("the long conversion to start", lambda: pool.status()[0].state == State.BUSY, 10)
         waiting = threading.Thread(target=convert, args=(SAMPLE,))
         waiting.start()
-        wait_until(lambda: pool.queue_depth == 1, 10, "the second request to queue")
+        wait_for("the second request to queue", lambda: pool.queue_depth == 1, 10)
         assert pool.status()[0].state == State.BUSY
 
         with pytest.raises(WorkerError) as caught:
@@ -345,8 +338,8 @@ def test_idle_office_that_dies_is_restarted_by_the_monitor(tmp_path: Path, templ
         old_pgid = inst.pgid
         assert old_pgid is not None
         inst.kill_office()
-        wait_until(lambda: pool.restarts["exit"] + pool.restarts["unhealthy"] >= 1, 10, "the monitor to notice")
-        wait_until(pool.ready, 30, "the pool to be ready again")
+        wait_for("the monitor to notice", lambda: pool.restarts["exit"] + pool.restarts["unhealthy"] >= 1, 10)
+        wait_for("the pool to be ready again", pool.ready, 30)
         assert group_members(old_pgid) == []
         assert pdf_text(convert_sample(pool, tmp_path))[0] >= 1
 
@@ -451,8 +444,8 @@ def test_offices_die_with_a_sigkilled_worker(tmp_path: Path, template: Path) -> 
         assert len(offices) == 2 and len(launchers) == 2, (offices, launchers)
         proc.kill()
         proc.wait(10)
-        wait_until(lambda: not office_pids_under(work) and not launcher_pids_under(work), 5,
-                   "the offices of a SIGKILLed worker to exit")
+        wait_for("the offices of a SIGKILLed worker to exit",
+                 lambda: not office_pids_under(work) and not launcher_pids_under(work), 5)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -7,9 +7,6 @@ graceful SIGTERM. Every process started here is stopped by its own PID.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
 import os
 import shutil
 import signal
@@ -19,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,8 +23,10 @@ from typing import Any
 import pytest
 import requests
 from google.cloud import storage
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.harness.metrics_scrape import value
+from tests.harness.waiting import wait_for
+from tests.harness.worker_process import WorkerProcess
 from tests.integration.conftest_office import make_long_docx
 from worker import emulators
 from worker.config import OfficeSettings
@@ -45,55 +43,24 @@ READY_TIMEOUT_S = 90.0
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Worker:
-    proc: emulators.Proc
-    url: str
-    work_dir: Path
-    in_bucket: str
-    out_bucket: str
-    grace_s: float
-    metrics_url: str | None = None
-    pushed: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def log_path(self) -> Path:
-        return self.proc.log_path
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        """Every stdout line of the worker; all of them must be JSON objects (one per line)."""
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            if line.strip():
-                out.append(json.loads(line))
-        return out
-
-
-def start_worker(tmp_path: Path, gcs_url: str, in_bucket: str, out_bucket: str, **env: str) -> Worker:
+def start_worker(tmp_path: Path, gcs_url: str, in_bucket: str, out_bucket: str, **env: str) -> WorkerProcess:
     """`python -m worker serve` as production runs it (JSON logs on a pipe), then wait for /ready."""
-    work_dir = tmp_path / f"work-{uuid.uuid4().hex[:8]}"
-    env = {"WORK_DIR": str(work_dir), "POOL_SIZE": "1", **env}
-    proc = emulators.start_worker(tmp_path, gcs_url, output_bucket=out_bucket, input_buckets=in_bucket, env=env,
-                                  ready_timeout_s=READY_TIMEOUT_S)
-    metrics_port = env.get("METRICS_PORT")
-    return Worker(proc=proc, url=proc.url, work_dir=work_dir, in_bucket=in_bucket, out_bucket=out_bucket,
-                  grace_s=float(env.get("SHUTDOWN_GRACE_S", "8")),
-                  metrics_url=f"http://127.0.0.1:{metrics_port}" if metrics_port else None)
+    name = uuid.uuid4().hex[:8]
+    worker = WorkerProcess(tmp_path / f"logs-{name}", tmp_path / f"work-{name}", gcs_url, output_bucket=out_bucket,
+                           input_buckets=(in_bucket,), env={"POOL_SIZE": "1", **env})
+    return worker.start(READY_TIMEOUT_S)
 
 
-def stop_worker(worker: Worker) -> None:
-    emulators.stop(worker.proc, grace_s=15.0)
+def stop_worker(worker: WorkerProcess) -> None:
     # Belt and braces: an office left behind by a failed test must not outlive it (only ours, by PID).
-    for pid in office_pids(worker.work_dir):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    worker.stop(grace_s=15.0)
 
 
 @pytest.fixture
-def worker_factory(tmp_path: Path, fake_gcs: emulators.Proc) -> Iterator[Callable[..., Worker]]:
-    started: list[Worker] = []
+def worker_factory(tmp_path: Path, fake_gcs: emulators.Proc) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
 
-    def make(**env: str) -> Worker:
+    def make(**env: str) -> WorkerProcess:
         in_bucket, out_bucket = new_bucket(fake_gcs.url), new_bucket(fake_gcs.url)
         worker = start_worker(tmp_path, fake_gcs.url, in_bucket, out_bucket, **env)
         started.append(worker)
@@ -120,94 +87,23 @@ def upload(client: storage.Client, bucket: str, name: str, data: bytes) -> dict[
 
 
 def envelope(item: dict[str, Any], message_id: str, *, delivery_attempt: int | None = None,
-             publish_time: datetime | None = None, event_type: str = "OBJECT_FINALIZE") -> dict[str, Any]:
-    """A wrapped push body shaped like shared/fixtures/pubsub-push-gcs-finalize.json."""
-    now = publish_time or datetime.now(UTC)
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-    body: dict[str, Any] = {
-        "subscription": f"projects/{PROJECT}/subscriptions/convert-push",
-        "message": {
-            "attributes": {
-                "bucketId": item["bucket"], "objectId": item["name"], "objectGeneration": item["generation"],
-                "eventType": event_type, "eventTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "payloadFormat": "JSON_API_V1",
-            },
-            "data": base64.b64encode(json.dumps(item).encode()).decode(),
-            "messageId": message_id, "message_id": message_id,
-            "publishTime": stamp, "publish_time": stamp,
-        },
-    }
-    if delivery_attempt is not None:
-        body["deliveryAttempt"] = delivery_attempt
-    return body
+             publish_time: datetime | None = None) -> dict[str, Any]:
+    """A wrapped push body shaped like tests/data/pubsub-push-gcs-finalize.json."""
+    return emulators.push_envelope(item, message_id, subscription=f"projects/{PROJECT}/subscriptions/convert-push",
+                                   delivery_attempt=delivery_attempt, publish_time=publish_time)
 
 
-def push(worker: Worker, body: dict[str, Any], headers: dict[str, str] | None = None,
+def push(worker: WorkerProcess, body: dict[str, Any], headers: dict[str, str] | None = None,
          timeout: float = 120) -> requests.Response:
-    return requests.post(f"{worker.url}/", json=body, headers=headers or {}, timeout=timeout)
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(url: str) -> tuple[str, Samples]:
-    resp = requests.get(f"{url}/metrics", timeout=5)
-    assert resp.status_code == 200, resp.text
-    assert resp.headers["Content-Type"].startswith("text/plain"), resp.headers
-    samples: Samples = {}
-    for family in text_string_to_metric_families(resp.text):
-        for s in family.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return resp.text, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    key = (name, frozenset(labels.items()))
-    assert key in samples, f"no sample {name}{labels}; have {sorted(k for k in samples if k[0] == name)}"
-    return samples[key]
-
-
-def office_pids(work_dir: Path, *, only_office: bool = False) -> list[int]:
-    """Processes whose command line mentions this worker's WORK_DIR (its launchers and soffice.bin)."""
-    needle = str(work_dir).encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if needle not in cmdline or stat.rsplit(")", 1)[1].split()[0] == "Z":
-            continue
-        if only_office and b"soffice.bin" not in cmdline.split(b"\0", 1)[0]:
-            continue
-        pids.append(int(entry))
-    return pids
-
-
-def ready_body(worker: Worker) -> tuple[int, dict[str, Any]]:
-    resp = requests.get(f"{worker.url}/ready", timeout=2)
-    return resp.status_code, resp.json()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.02) -> float:
-    """Poll until true; return how long it took."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return time.monotonic() - t0
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return worker.post(body, headers, timeout)
 
 
 # -- one worker, three deliveries: a conversion, a failure, an ignored event -------------------------
 
 
 @pytest.fixture(scope="module")
-def observed(tmp_path_factory: pytest.TempPathFactory, fake_gcs: emulators.Proc,
-             gcs_client: storage.Client) -> Iterator[Worker]:
+def observed_run(tmp_path_factory: pytest.TempPathFactory, fake_gcs: emulators.Proc,
+                 gcs_client: storage.Client) -> Iterator[tuple[WorkerProcess, dict[str, Any]]]:
     tmp = tmp_path_factory.mktemp("ops-observed")
     in_bucket, out_bucket = new_bucket(fake_gcs.url), new_bucket(fake_gcs.url)
     worker = start_worker(tmp, fake_gcs.url, in_bucket, out_bucket,
@@ -222,16 +118,29 @@ def observed(tmp_path_factory: pytest.TempPathFactory, fake_gcs: emulators.Proc,
         r_bad = push(worker, envelope(bad, "1002", delivery_attempt=3),
                      headers={"X-Cloud-Trace-Context": f"{CLOUD_TRACE_ID}/1;o=1"})
         r_other = push(worker, envelope(other, "1003", delivery_attempt=1))
-        worker.pushed = {"good": good, "bad": bad, "other": other,
-                         "status": (r_good.status_code, r_bad.status_code, r_other.status_code)}
-        yield worker
+        yield worker, {"good": good, "bad": bad, "other": other,
+                       "status": (r_good.status_code, r_bad.status_code, r_other.status_code)}
     finally:
         stop_worker(worker)
 
 
-def test_metrics_after_a_conversion_a_failure_and_an_ignored_event(observed: Worker, gcs_client: storage.Client):
-    assert observed.pushed["status"] == (204, 204, 204), observed.log_path.read_text()
-    body, m = scrape(observed.url)
+@pytest.fixture(scope="module")
+def observed(observed_run: tuple[WorkerProcess, dict[str, Any]]) -> WorkerProcess:
+    """One worker that got a conversion, a failure and an ignored event."""
+    return observed_run[0]
+
+
+@pytest.fixture(scope="module")
+def pushed(observed_run: tuple[WorkerProcess, dict[str, Any]]) -> dict[str, Any]:
+    """What `observed` was pushed (the object resources) and the status of each answer."""
+    return observed_run[1]
+
+
+def test_metrics_after_a_conversion_a_failure_and_an_ignored_event(
+    observed: WorkerProcess, pushed: dict[str, Any], gcs_client: storage.Client
+):
+    assert pushed["status"] == (204, 204, 204), observed.log_path.read_text()
+    body, m = observed.scrape()
 
     # jobs by outcome and reason: exactly the three deliveries
     jobs = {dict(k[1])["outcome"] + "/" + dict(k[1])["reason"]: v for k, v in m.items()
@@ -262,7 +171,7 @@ def test_metrics_after_a_conversion_a_failure_and_an_ignored_event(observed: Wor
     pdf = gcs_client.bucket(observed.out_bucket).get_blob("reports/q1.pdf")
     assert pdf is not None and pdf.size
     assert value(m, "worker_output_bytes_total") == pdf.size
-    assert value(m, "worker_input_bytes_total") >= int(observed.pushed["good"]["size"])
+    assert value(m, "worker_input_bytes_total") >= int(pushed["good"]["size"])
 
     # delivery attempts 1, 3, 1
     assert value(m, "worker_delivery_attempt_count") == 3
@@ -299,16 +208,16 @@ def test_metrics_after_a_conversion_a_failure_and_an_ignored_event(observed: Wor
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), (check, body)
 
 
-def test_the_metrics_port_serves_the_same_registry(observed: Worker):
+def test_the_metrics_port_serves_the_same_registry(observed: WorkerProcess):
     assert observed.metrics_url is not None
-    _, main = scrape(observed.url)
-    _, side = scrape(observed.metrics_url)
+    _, main = observed.scrape()
+    _, side = observed.scrape(observed.metrics_url)
     for key in (("worker_jobs_total", frozenset({("outcome", "converted"), ("reason", "ok")})),
                 ("worker_office_pool_size", frozenset())):
         assert side[key] == main[key]
 
 
-def test_a_real_prometheus_scrapes_the_worker(observed: Worker, tmp_path: Path):
+def test_a_real_prometheus_scrapes_the_worker(observed: WorkerProcess, tmp_path: Path):
     prometheus = shutil.which("prometheus")
     assert prometheus, "prometheus not installed (make system installs the Debian package prometheus)"
     assert observed.metrics_url is not None
@@ -345,7 +254,7 @@ def test_a_real_prometheus_scrapes_the_worker(observed: Worker, tmp_path: Path):
             result = resp.json()["data"]["result"]
             return bool(result)
 
-        wait_for(converted_seen, 30, f"Prometheus to scrape {target}; log:\n{log_path.read_text()}", every=0.25)
+        wait_for(f"Prometheus to scrape {target}; log:\n{log_path.read_text()}", converted_seen, 30, every_s=0.25)
         assert len(result) == 1, result
         assert result[0]["metric"]["job"] == "docworker"
         assert result[0]["metric"]["instance"] == target
@@ -367,8 +276,10 @@ def test_a_real_prometheus_scrapes_the_worker(observed: Worker, tmp_path: Path):
             proc.wait()
 
 
-def test_a_job_log_line_is_json_with_the_job_fields_and_the_trace(observed: Worker):
-    lines = observed.log_lines()  # json.loads on every line: nothing but JSON objects on stdout
+def test_a_job_log_line_is_json_with_the_job_fields_and_the_trace(
+    observed: WorkerProcess, pushed: dict[str, Any]
+):
+    lines = observed.log_lines(strict=True)  # json.loads on every line: nothing but JSON objects on stdout
     assert all({"severity", "message"} <= set(line) for line in lines), lines
     by_id = {line.get("message_id"): line for line in lines if line.get("message_id")}
 
@@ -379,7 +290,7 @@ def test_a_job_log_line_is_json_with_the_job_fields_and_the_trace(observed: Work
     assert good["logging.googleapis.com/trace_sampled"] is True
     assert good["bucket"] == observed.in_bucket
     assert good["object"] == "reports/q1.docx"
-    assert good["generation"] == observed.pushed["good"]["generation"]
+    assert good["generation"] == pushed["good"]["generation"]
     assert good["delivery_attempt"] == 1
     assert good["outcome"] == "converted" and good["reason"] == "ok"
     assert set(good["durations"]) == {"download", "queue_wait", "convert", "upload"}
@@ -392,7 +303,7 @@ def test_a_job_log_line_is_json_with_the_job_fields_and_the_trace(observed: Work
     assert bad["logging.googleapis.com/trace"] == f"projects/{PROJECT}/traces/{CLOUD_TRACE_ID}"
     assert bad["logging.googleapis.com/spanId"] == f"{1:016x}"
     assert bad["outcome"] == "failed" and bad["reason"] in ("corrupt", "unsupported_type")
-    assert bad["delivery_attempt"] == 3 and bad["generation"] == observed.pushed["bad"]["generation"]
+    assert bad["delivery_attempt"] == 3 and bad["generation"] == pushed["bad"]["generation"]
     assert "download" in bad["durations"]
 
     other = by_id["1003"]
@@ -408,29 +319,29 @@ def test_a_job_log_line_is_json_with_the_job_fields_and_the_trace(observed: Work
 
 
 def test_health_answers_while_every_office_is_busy_and_ready_follows_restarts(
-    worker_factory: Callable[..., Worker], gcs_client: storage.Client
+    worker_factory: Callable[..., WorkerProcess], gcs_client: storage.Client
 ):
     worker = worker_factory(POOL_SIZE="2")
     doc = (DATA / "sample-100pages.docx").read_bytes()
     # 4 pushes: 2 converting + 2 waiting never reach the default queue limit (2 x POOL_SIZE), so none gets a 429
     items = [upload(gcs_client, worker.in_bucket, f"long/{i}.docx", doc) for i in range(4)]
     # /ready is true as soon as one office answers; wait for both, or the first one would take all the work
-    wait_for(lambda: [i["state"] for i in ready_body(worker)[1]["instances"]] == ["idle", "idle"], 60,
-             "both offices idle", every=0.1)
+    wait_for("both offices idle", lambda: [i["state"] for i in worker.ready()[1]["instances"]] == ["idle", "idle"],
+             60, every_s=0.1)
 
     latencies: list[float] = []
     busy_samples = 0
     with ThreadPoolExecutor(max_workers=len(items)) as executor:
         futures = [executor.submit(push, worker, envelope(item, f"busy-{i}")) for i, item in enumerate(items)]
         # wait until both offices are converting, then sample /health until the conversions are done
-        wait_for(lambda: sum(i["state"] == "busy" for i in ready_body(worker)[1]["instances"]) == 2, 30,
-                 "both offices busy")
+        wait_for("both offices busy", lambda: sum(i["state"] == "busy" for i in worker.ready()[1]["instances"]) == 2,
+                 30, every_s=0.02)
         while not all(f.done() for f in futures):
             t = time.monotonic()
             resp = requests.get(f"{worker.url}/health", timeout=5)
             latencies.append(time.monotonic() - t)
             assert resp.status_code == 200
-            status, body = ready_body(worker)
+            status, body = worker.ready()
             if sum(i["state"] == "busy" for i in body["instances"]) == 2:
                 busy_samples += 1
                 assert status == 200 and body["ready"] is True  # busy offices are serving, not unready
@@ -444,40 +355,41 @@ def test_health_answers_while_every_office_is_busy_and_ready_follows_restarts(
           f"max {max(latencies) * 1000:.1f} ms")
 
     # every office killed -> /ready false with per-instance state, /health still fine; back to true after restart
-    offices = office_pids(worker.work_dir, only_office=True)
+    offices = worker.office_pids()
     assert len(offices) == 2, offices
     for pid in offices:
         os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: ready_body(worker)[0] == 503, 10, "/ready to go false")
-    status, body = ready_body(worker)
+    wait_for("/ready to go false", lambda: worker.ready()[0] == 503, 10, every_s=0.02)
+    status, body = worker.ready()
     assert status == 503 and body["ready"] is False and body["draining"] is False
     assert len(body["instances"]) == 2
     assert {i["state"] for i in body["instances"]} <= {"restarting", "starting"}, body
     assert requests.get(f"{worker.url}/health", timeout=10).status_code == 200
-    wait_for(lambda: ready_body(worker)[0] == 200, 60, "/ready to come back", every=0.1)
-    _, m = scrape(worker.url)
+    wait_for("/ready to come back", lambda: worker.ready()[0] == 200, 60, every_s=0.1)
+    _, m = worker.scrape()
     assert value(m, "worker_office_restarts_total", reason="exit") == 2
-    assert sorted(office_pids(worker.work_dir, only_office=True)) != sorted(offices)
+    assert sorted(worker.office_pids()) != sorted(offices)
 
 
 def test_sigterm_finishes_the_job_in_flight_refuses_new_pushes_and_stops_every_office(
-    worker_factory: Callable[..., Worker], gcs_client: storage.Client
+    worker_factory: Callable[..., WorkerProcess], gcs_client: storage.Client
 ):
     worker = worker_factory(POOL_SIZE="1", SHUTDOWN_GRACE_S="8")
     doc = (DATA / "sample-100pages.docx").read_bytes()
     long_item = upload(gcs_client, worker.in_bucket, "drain/long.docx", doc)
     late_item = upload(gcs_client, worker.in_bucket, "drain/late.docx", (DATA / "sample.docx").read_bytes())
-    assert office_pids(worker.work_dir, only_office=True)
+    assert worker.office_pids()
 
     answers: dict[str, requests.Response] = {}
     in_flight = threading.Thread(target=lambda: answers.update(long=push(worker, envelope(long_item, "long"))))
     in_flight.start()
-    wait_for(lambda: ready_body(worker)[1]["instances"][0]["state"] == "busy", 30, "the office to be busy")
+    wait_for("the office to be busy", lambda: worker.ready()[1]["instances"][0]["state"] == "busy", 30,
+             every_s=0.02)
 
     signalled = time.monotonic()
     os.kill(worker.proc.pid, signal.SIGTERM)
-    wait_for(lambda: ready_body(worker)[0] == 503, 10, "/ready to go false on SIGTERM")
-    status, body = ready_body(worker)
+    wait_for("/ready to go false on SIGTERM", lambda: worker.ready()[0] == 503, 10, every_s=0.02)
+    status, body = worker.ready()
     assert status == 503 and body["draining"] is True and body["ready"] is False
     late = push(worker, envelope(late_item, "late"), timeout=10)
     assert late.status_code == 503
@@ -489,9 +401,9 @@ def test_sigterm_finishes_the_job_in_flight_refuses_new_pushes_and_stops_every_o
     print(f"exited {time.monotonic() - signalled:.2f} s after SIGTERM (grace {worker.grace_s:g} s)")
     assert gcs_client.bucket(worker.out_bucket).get_blob("drain/long.pdf") is not None
     assert gcs_client.bucket(worker.out_bucket).get_blob("drain/late.pdf") is None
-    assert office_pids(worker.work_dir) == [], "an office process outlived the worker"
+    assert worker.office_processes() == [], "an office process outlived the worker"
 
-    lines = worker.log_lines()
+    lines = worker.log_lines(strict=True)
     messages = [line["message"] for line in lines]
     assert "stopped" in messages
     draining = next(line for line in lines if line["message"] == "draining")
@@ -519,7 +431,7 @@ def test_the_documented_alert_rules_are_valid_prometheus_rules(tmp_path: Path) -
 
 
 def test_a_push_beyond_the_queue_is_answered_429_at_once_and_the_queue_never_grows(
-    worker_factory: Callable[..., Worker], gcs_client: storage.Client, tmp_path: Path
+    worker_factory: Callable[..., WorkerProcess], gcs_client: storage.Client, tmp_path: Path
 ) -> None:
     """Backpressure over real HTTP: one office busy, one push waiting (QUEUE_SIZE=1), the next is refused with 429
     queue_full while both are still in flight, and nothing is lost: the first two end as PDFs."""
@@ -530,17 +442,19 @@ def test_a_push_beyond_the_queue_is_answered_429_at_once_and_the_queue_never_gro
     extra_item = upload(gcs_client, worker.in_bucket, "bp/extra.docx", (DATA / "sample.docx").read_bytes())
     with ThreadPoolExecutor(max_workers=2) as executor:
         running = executor.submit(push, worker, envelope(long_item, "bp-1"))
-        wait_for(lambda: ready_body(worker)[1]["instances"][0]["state"] == "busy", 30, "the office to be busy")
+        wait_for("the office to be busy", lambda: worker.ready()[1]["instances"][0]["state"] == "busy", 30,
+             every_s=0.02)
         waiting = executor.submit(push, worker, envelope(waiting_item, "bp-2"))
-        wait_for(lambda: value(scrape(worker.url)[1], "worker_office_queue_depth") == 1, 30, "a push to queue")
+        wait_for("a push to queue", lambda: value(worker.scrape()[1], "worker_office_queue_depth") == 1, 30,
+                 every_s=0.02)
         refused = push(worker, envelope(extra_item, "bp-3"))
         assert refused.status_code == 429, refused.text
         assert not running.done() and not waiting.done(), "the refusal must not wait for the office"
-        assert value(scrape(worker.url)[1], "worker_office_queue_depth") == 1
+        assert value(worker.scrape()[1], "worker_office_queue_depth") == 1
         assert [running.result().status_code, waiting.result().status_code] == [204, 204]
     out = gcs_client.bucket(worker.out_bucket)
     assert out.get_blob("bp/long.pdf") is not None and out.get_blob("bp/waiting.pdf") is not None
     assert out.get_blob("bp/extra.pdf") is None  # not converted, not acked: Pub/Sub redelivers it
     # refused before the body is even parsed (no download, no auth round trip), so the line has no message_id
-    refusals = [line for line in worker.log_lines() if line.get("status") == 429]
+    refusals = [line for line in worker.log_lines(strict=True) if line.get("status") == 429]
     assert [(r["outcome"], r["reason"]) for r in refusals] == [("retry", "queue_full")], refusals

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from prometheus_client import CollectorRegistry
 
+from tests.harness.web_app import RecordingJob, make_app
 from tests.oidc_fixtures import (
     CertsServer,
     SigningKey,
@@ -26,10 +26,7 @@ from tests.oidc_fixtures import (
 )
 from worker.auth import AuthSettings, PushAuthenticator
 from worker.config import Config, OfficeSettings
-from worker.events import ObjectEvent
 from worker.job import JobResult, Outcome
-from worker.metrics import Metrics
-from worker.web import create_app
 
 AUD = "https://docworker-abc123-ew.a.run.app/"
 SA = "docworker-pusher@my-project.iam.gserviceaccount.com"
@@ -38,38 +35,10 @@ ENVELOPE = json.loads(
 )["body"]
 
 
-class StubRunner:
-    """Counts the events that got past auth; converting is not what these tests are about."""
-
-    def __init__(self) -> None:
-        self.events: list[ObjectEvent] = []
-
-    def run(self, event: ObjectEvent) -> JobResult:
-        self.events.append(event)
-        return JobResult(Outcome.CONVERTED, "ok", output="gs://out/x.pdf")
-
-
-class NoPool:
-    """/ready is not exercised here; create_app only needs the pool's read-only surface."""
-
-    queue_depth = size = 0
-
-    def __init__(self) -> None:
-        self.sandbox_layers: dict[str, bool] = {}
-        self.restarts: dict[str, int] = {}
-
-    def ready(self) -> bool:
-        return True
-
-    def status(self) -> list[Any]:
-        return []
-
-
-def make_client(settings: AuthSettings, tmp_path: Path) -> tuple[FlaskClient, StubRunner]:
+def make_client(settings: AuthSettings, tmp_path: Path) -> tuple[FlaskClient, RecordingJob]:
     config = Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode=settings.mode)
-    runner = StubRunner()
-    app = create_app(config, job=runner, pool=NoPool(), authenticator=PushAuthenticator(settings),
-                     metrics=Metrics(CollectorRegistry()))
+    runner = RecordingJob(JobResult(Outcome.CONVERTED, "ok", output="gs://out/x.pdf"))
+    app = make_app(config, job=runner, authenticator=PushAuthenticator(settings))
     return app.test_client(), runner
 
 
@@ -92,11 +61,11 @@ def certs(key: SigningKey) -> Iterator[CertsServer]:
 
 
 @pytest.fixture
-def oidc(certs: CertsServer, tmp_path: Path) -> tuple[FlaskClient, StubRunner]:
+def oidc(certs: CertsServer, tmp_path: Path) -> tuple[FlaskClient, RecordingJob]:
     return make_client(AuthSettings("oidc", audience=AUD, service_account=SA, certs_url=certs.url), tmp_path)
 
 
-def test_valid_token_reaches_the_job(oidc: tuple[FlaskClient, StubRunner], key: SigningKey) -> None:
+def test_valid_token_reaches_the_job(oidc: tuple[FlaskClient, RecordingJob], key: SigningKey) -> None:
     client, runner = oidc
     assert push(client, key.sign(id_token_claims(audience=AUD, email=SA))) == 204
     assert [(e.bucket, e.name) for e in runner.events] == [("in-bucket", "incoming/a b/../c.docx")]
@@ -130,7 +99,7 @@ REFUSALS: dict[str, tuple[Any, int]] = {
 
 
 @pytest.mark.parametrize("case", list(REFUSALS))
-def test_refused_tokens_never_reach_the_job(case: str, oidc: tuple[FlaskClient, StubRunner], key: SigningKey) -> None:
+def test_refused_tokens_never_reach_the_job(case: str, oidc: tuple[FlaskClient, RecordingJob], key: SigningKey) -> None:
     client, runner = oidc
     make, status = REFUSALS[case]
     token = make(key)

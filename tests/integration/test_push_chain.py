@@ -2,137 +2,71 @@
 
 One worker subprocess (pool of 2) serves the whole module, so the office starts once. A second, dedicated worker
 with a tiny conversion timeout proves that poison documents end as one failure record at their second office failure.
-Every process started here is stopped by its PID (SIGTERM, then SIGKILL) and no soffice.bin of ours may survive.
+Every process started here is stopped by its PID (SIGTERM, then SIGKILL) and no office process of ours may survive.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import requests
-from google.cloud import storage
 
 from tests.corpora import CORPUS, need_corpus
+from tests.harness.chain import (
+    ACKED,
+    DIRECT_BUCKET,
+    IN_BUCKET,
+    OUT_BUCKET,
+    chain_worker,
+    envelope,
+    start_emulator_chain,
+    subscribe,
+    upload,
+)
+from tests.harness.waiting import wait_for
+from tests.harness.worker_process import WorkerProcess
 from tests.integration.conftest_office import DATA, pdf_text
-from tests.processes import office_pids_under
 from worker import emulators
-from worker.storage import ObjectInfo, Store, emulator_client
+from worker.storage import ObjectInfo
 
 pytestmark = [pytest.mark.emulators, pytest.mark.office]
 
-PROJECT = "chain-project"
-IN_BUCKET = "chain-in"  # notifies the worker (prefix incoming/)
-DIRECT_BUCKET = "chain-direct"  # no notifications: the tests POST envelopes for it by hand
-OUT_BUCKET = "chain-out"
-PREFIX = "incoming/"
-ACKED = {102, 200, 201, 202, 204}
 READY_TIMEOUT_S = 120.0
 RESULT_TIMEOUT_S = 120.0
 
 
-# -- the worker subprocess and its log ------------------------------------------------------------------------------
+# -- the chain and its worker -------------------------------------------------------------------------------------
 
 
-def json_log_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a worker's log file; anything else (a partial last line, stray output) is skipped."""
-    out = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return out
-
-
-@dataclass
-class Worker:
-    proc: emulators.Proc
-    work_dir: Path
-    gcs_url: str
-    store: Store
-    client: storage.Client
-
-    @property
-    def url(self) -> str:
-        return self.proc.url
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        """Every JSON line the worker wrote so far (LOG_FORMAT=json, one object per line)."""
-        return json_log_lines(self.proc.log_path)
-
-    def deliveries(self, name: str, bucket: str | None = None) -> list[dict[str, Any]]:
-        """The push answers (one log line with `status` per request) about one object."""
-        return [
-            e for e in self.log_lines()
-            if e.get("logger") == "worker.push" and "status" in e and e.get("object") == name
-            and (bucket is None or e.get("bucket") == bucket)
-        ]
-
-    def office_pids(self) -> list[int]:
-        return office_pids_under(self.work_dir)
-
-
-def chain_worker_env(work_dir: Path, **extra: str) -> dict[str, str]:
-    """What the chain tests and the stress harness run the worker with: 2 offices, 3 attempts, JSON logs."""
-    return {"WORK_DIR": str(work_dir), "POOL_SIZE": "2", "MAX_DELIVERY_ATTEMPTS": "3", "LOG_FORMAT": "json", **extra}
-
-
-def start_worker(log_dir: Path, work_dir: Path, gcs_url: str, **extra: str) -> Worker:
-    """`python -m worker serve` on 127.0.0.1, like worker/demo.py starts it, and wait for /ready."""
-    proc = emulators.start_worker(log_dir, gcs_url, output_bucket=OUT_BUCKET,
-                                  input_buckets=f"{IN_BUCKET},{DIRECT_BUCKET}",
-                                  env=chain_worker_env(work_dir, **extra), ready_timeout_s=READY_TIMEOUT_S)
-    return Worker(proc, work_dir, gcs_url, Store(emulator_client(gcs_url), timeout_s=20, retry_deadline_s=30),
-                  emulator_client(gcs_url))
-
-
-def stop_worker(worker: Worker) -> None:
-    """SIGTERM (drain), SIGKILL after the grace; then nothing of ours may be left: no worker, no soffice.bin."""
-    emulators.stop(worker.proc, grace_s=20.0)
+def stop_worker(worker: WorkerProcess) -> None:
+    """SIGTERM (drain), SIGKILL after the grace; then nothing of ours may be left: no worker, no office process."""
+    leftovers = worker.stop(grace_s=20.0)  # never leaves them running, but the run still fails
     with pytest.raises(ProcessLookupError):
         os.killpg(worker.proc.pid, 0)
-    deadline = time.monotonic() + 5
-    while worker.office_pids() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    leftovers = worker.office_pids()
-    for pid in leftovers:  # never leave them running, but still fail the run
-        os.kill(pid, signal.SIGKILL)
-    assert leftovers == [], f"soffice.bin survived the worker: {leftovers}"
+    assert leftovers == [], f"office processes survived the worker: {leftovers}"
 
 
 def start_chain(
     pubsub: emulators.Proc, log_dir: Path, work_dir: Path, **worker_env: str
-) -> tuple[Worker, emulators.Proc]:
+) -> tuple[WorkerProcess, emulators.Proc]:
     """Topic + push subscription -> worker, fake-gcs publishing finalize events of IN_BUCKET/incoming/."""
-    topic, sub = f"finalize-{uuid.uuid4().hex[:8]}", f"push-{uuid.uuid4().hex[:8]}"
-    gcs = emulators.start_fake_gcs(log_dir, pubsub_host=pubsub.host, project=PROJECT, topic=topic,
-                                   event_bucket=IN_BUCKET, event_prefix=PREFIX)
+    gcs, topic = start_emulator_chain(pubsub, log_dir)
     try:
-        for name in (IN_BUCKET, DIRECT_BUCKET, OUT_BUCKET):
-            emulators.create_bucket(gcs.url, name)
-        worker = start_worker(log_dir, work_dir, gcs.url, **worker_env)
+        worker = chain_worker(log_dir, work_dir, gcs.url, **worker_env).start(READY_TIMEOUT_S)
     except BaseException:
         emulators.stop(gcs)
         raise
     # Events for a topic without a subscription are dropped, but nothing is uploaded before this point.
-    emulators.create_topic_and_push_subscription(pubsub.host, PROJECT, topic, sub, f"{worker.url}/",
-                                                 ack_deadline_s=600)
+    subscribe(pubsub, topic, worker)
     return worker, gcs
 
 
@@ -146,7 +80,7 @@ def pubsub(request: pytest.FixtureRequest) -> emulators.Proc:
 
 @pytest.fixture(scope="module")
 def chain(pubsub: emulators.Proc, emulator_log_dir: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     base = tmp_path_factory.mktemp("chain")
     worker, gcs = start_chain(pubsub, emulator_log_dir, base / "work")
     try:
@@ -161,85 +95,28 @@ def chain(pubsub: emulators.Proc, emulator_log_dir: Path,
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 
-def upload(worker: Worker, bucket: str, name: str, src: Path | bytes, *, overwrite: bool = False) -> ObjectInfo:
-    """Create-only upload (or a plain overwrite, which makes a new generation of the same object)."""
-    if overwrite:
-        blob = worker.client.bucket(bucket).blob(name)
-        if isinstance(src, Path):
-            blob.upload_from_filename(str(src))
-        else:
-            blob.upload_from_string(src)
-        info = worker.store.get_output(bucket, name)
-        assert info is not None
-        return info
-    info = worker.store.create(bucket, name, src, content_type="application/octet-stream", metadata={})
-    assert info is not None, f"gs://{bucket}/{name} already existed"
-    return info
+def wait_output(worker: WorkerProcess, name: str, timeout_s: float = RESULT_TIMEOUT_S) -> ObjectInfo:
+    return wait_for(f"gs://{OUT_BUCKET}/{name}", lambda: worker.store.get_output(OUT_BUCKET, name), timeout_s,
+                    every_s=0.1, proc=worker.proc)
 
 
-def wait_for(
-    what: str, probe: Callable[[], Any], timeout_s: float = RESULT_TIMEOUT_S, worker: Worker | None = None,
-    interval_s: float = 0.1,
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if worker is not None and worker.proc.popen.poll() is not None:
-            raise AssertionError(f"worker exited while waiting for {what}; see {worker.proc.log_path}")
-        if time.monotonic() > deadline:
-            where = f"; worker log {worker.proc.log_path}" if worker else ""
-            raise AssertionError(f"no {what} after {timeout_s:.0f} s{where}")
-        time.sleep(interval_s)
-
-
-def wait_output(worker: Worker, name: str, timeout_s: float = RESULT_TIMEOUT_S) -> ObjectInfo:
-    info: ObjectInfo = wait_for(f"gs://{OUT_BUCKET}/{name}", lambda: worker.store.get_output(OUT_BUCKET, name),
-                                timeout_s, worker)
-    return info
-
-
-def fetch(worker: Worker, name: str, dest: Path) -> Path:
+def fetch(worker: WorkerProcess, name: str, dest: Path) -> Path:
     info = worker.store.get_output(OUT_BUCKET, name)
     assert info is not None, name
     worker.store.download(OUT_BUCKET, name, info.generation, dest, max_bytes=1 << 30)
     return dest
 
 
-def envelope(worker: Worker, bucket: str, name: str, generation: int, message_id: str) -> dict[str, Any]:
-    """The wrapped push Google's emulator sends for a GCS notification (JSON_API_V1), for one generation."""
-    resp = requests.get(f"{worker.gcs_url}/storage/v1/b/{bucket}/o/{quote(name, safe='')}",
-                        params={"generation": str(generation)}, timeout=10)
-    resp.raise_for_status()
-    item = resp.json()
-    now = datetime.now(UTC)
-    publish = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-    return {
-        "subscription": f"projects/{PROJECT}/subscriptions/by-hand",
-        "message": {
-            "attributes": {
-                "bucketId": bucket, "objectId": name, "objectGeneration": str(generation),
-                "eventType": "OBJECT_FINALIZE", "eventTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "payloadFormat": "JSON_API_V1",
-            },
-            "data": base64.b64encode(json.dumps(item).encode()).decode(),
-            "messageId": message_id, "message_id": message_id,
-            "publishTime": publish, "publish_time": publish,
-        },
-    }
+def post(worker: WorkerProcess, body: dict[str, Any]) -> int:
+    return worker.post(body).status_code
 
 
-def post(worker: Worker, body: dict[str, Any]) -> int:
-    return requests.post(f"{worker.url}/", json=body, timeout=300).status_code
-
-
-def final_answers(worker: Worker, name: str, bucket: str = IN_BUCKET) -> list[dict[str, Any]]:
+def final_answers(worker: WorkerProcess, name: str, bucket: str = IN_BUCKET) -> list[dict[str, Any]]:
     """The deliveries for an object once it was acked (2xx) by the worker."""
     lines: list[dict[str, Any]] = wait_for(
         f"an acked delivery of {name}",
         lambda: (lines := worker.deliveries(name, bucket)) and lines[-1]["status"] in ACKED and lines,
-        worker=worker,
+        RESULT_TIMEOUT_S, every_s=0.1, proc=worker.proc,
     )
     return lines
 
@@ -247,7 +124,7 @@ def final_answers(worker: Worker, name: str, bucket: str = IN_BUCKET) -> list[di
 # -- 1. the full chain -------------------------------------------------------------------------------------------
 
 
-def test_upload_becomes_pdf_through_pubsub_push(chain: Worker, tmp_path: Path) -> None:
+def test_upload_becomes_pdf_through_pubsub_push(chain: WorkerProcess, tmp_path: Path) -> None:
     uploaded = upload(chain, IN_BUCKET, "incoming/sample.docx", DATA / "sample.docx")
     pdf = wait_output(chain, "incoming/sample.pdf")
 
@@ -267,7 +144,7 @@ def test_upload_becomes_pdf_through_pubsub_push(chain: Worker, tmp_path: Path) -
 # -- 2. redelivery, duplicates, overwrite, stale -------------------------------------------------------------------
 
 
-def test_same_message_three_times_makes_one_pdf(chain: Worker, tmp_path: Path) -> None:
+def test_same_message_three_times_makes_one_pdf(chain: WorkerProcess, tmp_path: Path) -> None:
     name = "dup/report.docx"
     first = upload(chain, DIRECT_BUCKET, name, DATA / "sample.docx")
     body = envelope(chain, DIRECT_BUCKET, name, first.generation, "dup-1")
@@ -302,15 +179,16 @@ def test_same_message_three_times_makes_one_pdf(chain: Worker, tmp_path: Path) -
     after = chain.store.get_output(OUT_BUCKET, "dup/report.pdf")
     assert after is not None and after.generation == newer.generation
     assert after.metadata["source-generation"] == str(second.generation)
-    metrics = requests.get(f"{chain.url}/metrics", timeout=5).text
-    assert 'worker_jobs_total{outcome="duplicate",reason="concurrent"}' in metrics \
-        or 'worker_jobs_total{outcome="duplicate",reason="same_generation"}' in metrics
+    _, samples = chain.scrape()
+    duplicates = {("worker_jobs_total", frozenset({("outcome", "duplicate"), ("reason", reason)}))
+                  for reason in ("concurrent", "same_generation")}
+    assert duplicates & set(samples)
 
 
 # -- 3. a burst through the full chain ------------------------------------------------------------------------------
 
 
-def test_twenty_uploads_at_once_all_become_pdfs_once(chain: Worker) -> None:
+def test_twenty_uploads_at_once_all_become_pdfs_once(chain: WorkerProcess) -> None:
     names = [f"incoming/burst/doc-{i:02d}.docx" for i in range(20)]
     sample = (DATA / "sample.docx").read_bytes()
     with ThreadPoolExecutor(20) as ex:
@@ -332,7 +210,9 @@ def test_twenty_uploads_at_once_all_become_pdfs_once(chain: Worker) -> None:
 # -- 4. hostile documents, an office crash, poison documents ---------------------------------------------------------
 
 
-def test_encrypted_and_corrupt_documents_end_as_failure_records_delivered_once(chain: Worker, tmp_path: Path) -> None:
+def test_encrypted_and_corrupt_documents_end_as_failure_records_delivered_once(
+    chain: WorkerProcess, tmp_path: Path
+) -> None:
     # MANIFEST: password-encrypted; encrypted OOXML in CFB
     encrypted = need_corpus(CORPUS) / "oletools" / "encrypted.docx"
     # The corpus' "corrupt" files (python-pptx/missing_rels_item.pptx, xlrd/corrupted_error.xls) still convert:
@@ -358,7 +238,7 @@ def test_encrypted_and_corrupt_documents_end_as_failure_records_delivered_once(c
         assert len(chain.deliveries(name, IN_BUCKET)) == 1, chain.deliveries(name, IN_BUCKET)
 
 
-def test_office_killed_mid_conversion_answers_503_and_redelivery_succeeds(chain: Worker, tmp_path: Path) -> None:
+def test_office_killed_mid_conversion_answers_503_and_redelivery_succeeds(chain: WorkerProcess, tmp_path: Path) -> None:
     name = "incoming/crash/hundred.docx"
     upload(chain, IN_BUCKET, name, DATA / "sample-100pages.docx")
 
@@ -369,7 +249,7 @@ def test_office_killed_mid_conversion_answers_503_and_redelivery_succeeds(chain:
             return False
         return any(inst["state"] == "busy" for inst in ready["instances"])
 
-    wait_for("a busy office", busy, 60, chain, interval_s=0.01)
+    wait_for("a busy office", busy, 60, every_s=0.01, proc=chain.proc)
     killed = chain.office_pids()
     assert killed, "no soffice.bin under the worker's WORK_DIR"
     for pid in killed:
@@ -434,7 +314,7 @@ def _files_under(root: Path, skip: Path | None = None) -> set[str]:
     return found
 
 
-def test_odd_object_names_land_beside_their_source(chain: Worker, tmp_path: Path) -> None:
+def test_odd_object_names_land_beside_their_source(chain: WorkerProcess, tmp_path: Path) -> None:
     stuffing = "x" * (900 - len("incoming/names/long-.docx"))
     names = {
         "incoming/names/with space & plus+.docx": "incoming/names/with space & plus+.pdf",

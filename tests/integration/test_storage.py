@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from google.cloud import storage
 
-from tests.processes import bytes_read_by_this_process
+from tests.harness.processes import bytes_read_by_this_process
 from worker import emulators
 from worker.errors import Reason, WorkerError
 from worker.storage import ObjectGone, Store, emulator_client

@@ -1,9 +1,9 @@
 """The stress campaign's tools: a restartable `worker serve`, an RSS sampler, and the tally of what ended where.
 
-Reuses the chain helpers of tests/integration/test_push_chain.py (Worker, envelope, post, upload shapes) and adds
-what a campaign needs on top: a worker that can be SIGKILLed and restarted on the same port (so the emulator's
-redeliveries reach the new process), logs that survive restarts, /proc sampling of the worker plus every process
-of its office process groups, and a report that says what was sent, what ended where, and the peak memory.
+The worker is tests/harness' WorkerProcess on the shared chain (tests/harness/chain.py): SIGKILLed and restarted on
+the same port, so the emulator's redeliveries reach the new process, with logs that survive restarts. Added here:
+the campaign's address-space limit, /proc sampling of the worker plus every process of its office process groups,
+and a report that says what was sent, what ended where, and the peak memory.
 """
 
 from __future__ import annotations
@@ -11,39 +11,26 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
 from google.cloud import storage
 
 from tests.corpora import CORPUS, need_corpus
-from tests.integration.test_push_chain import (
-    DIRECT_BUCKET,
-    IN_BUCKET,
-    OUT_BUCKET,
-    PREFIX,
-    PROJECT,
-    Worker,
-    chain_worker_env,
-    json_log_lines,
-)
-from tests.processes import office_pids_under, processes_mentioning
-from worker import emulators
+from tests.harness.chain import OUT_BUCKET, chain_worker, upload
+from tests.harness.processes import count_entries
+from tests.harness.worker_process import WorkerProcess
 from worker.config import DEFAULT_SUFFIXES, Config, OfficeSettings
 from worker.job import output_names
-from worker.storage import ObjectInfo, Store, emulator_client
+from worker.office.procfs import rss_bytes
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(os.environ.get("STRESS_RESULTS", REPO / "run" / "stress-results.jsonl"))
 # A corpus file LibreOffice 7.4 takes 12.7 s on an idle 2-vCPU machine and 20 s+ under load (docs/corpus-tally.md,
@@ -52,106 +39,14 @@ SLOW_CORPUS_DOC = "jodconverter/OpenDocument-v1.1.odt"
 # Every process started for the campaign gets this address-space limit: a memory bomb that slips past the
 # conversion timeout must hit a wall inside its own process, never the machine's OOM killer.
 ADDRESS_SPACE_LIMIT = 10 * 2**30
-ACKED = {102, 200, 201, 202, 204}
 
 
 # -- the worker, restartable on one port ----------------------------------------------------------------------------
 
 
-class StressWorker:
-    """`python -m worker serve` on a fixed port; `kill()` is SIGKILL (a crash), `start()` a fresh incarnation."""
-
-    def __init__(self, log_dir: Path, work_dir: Path, gcs_url: str, **env: str) -> None:
-        self.log_dir, self.work_dir, self.gcs_url = log_dir, work_dir, gcs_url
-        self.port = emulators.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = env
-        self.incarnations: list[emulators.Proc] = []
-        self.store = Store(emulator_client(gcs_url), timeout_s=30, retry_deadline_s=60)
-        self.client: storage.Client = emulator_client(gcs_url)
-
-    @property
-    def proc(self) -> emulators.Proc:
-        return self.incarnations[-1]
-
-    def as_chain_worker(self) -> Worker:
-        """The test_push_chain view (for envelope() and post())."""
-        return Worker(self.proc, self.work_dir, self.gcs_url, self.store, self.client)
-
-    def start(self, ready_timeout_s: float = 120.0) -> None:
-        log_dir = self.log_dir / f"worker-{len(self.incarnations)}"  # spawn() truncates: one dir per incarnation
-        proc = emulators.start_worker(
-            log_dir, self.gcs_url, output_bucket=OUT_BUCKET, input_buckets=f"{IN_BUCKET},{DIRECT_BUCKET}",
-            port=self.port, env=chain_worker_env(self.work_dir, **self.env),
-            wrapper=["prlimit", f"--as={ADDRESS_SPACE_LIMIT}", "--"], ready_timeout_s=ready_timeout_s,
-        )
-        self.incarnations.append(proc)
-
-    def kill(self) -> None:
-        """SIGKILL the worker process alone, as the kernel's OOM killer or a crash would."""
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.popen.wait(10)
-
-    def office_processes(self) -> list[int]:
-        """Every live process of the office process groups: launcher, oosplash, soffice.bin (cmdline has WORK_DIR)."""
-        return processes_mentioning(self.work_dir)
-
-    def soffice_pids(self) -> list[int]:
-        return office_pids_under(self.work_dir)
-
-    def stop(self) -> list[int]:
-        """SIGTERM (drain), SIGKILL after the grace; return office processes that survived (and SIGKILL them)."""
-        if self.incarnations:  # a start that never got ready was already stopped by start_worker
-            emulators.stop(self.proc, grace_s=30.0)
-        deadline = time.monotonic() + 5
-        while self.office_processes() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return kill_pids(self.office_processes())
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        """Every incarnation's JSON log lines, oldest first."""
-        return [line for proc in self.incarnations for line in json_log_lines(proc.log_path)]
-
-    def answers(self) -> list[dict[str, Any]]:
-        """One line per push request the worker answered."""
-        return [e for e in self.log_lines() if e.get("logger") == "worker.push" and "status" in e]
-
-    def metric(self, name: str) -> dict[str, float]:
-        """Samples of one metric family from /metrics of the current incarnation, keyed by their label string."""
-        text = requests.get(f"{self.url}/metrics", timeout=5).text
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith(name) and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                out[key[len(name):]] = float(value)
-        return out
-
-
-def kill_pids(pids: Iterable[int]) -> list[int]:
-    """SIGKILL each PID (ours: children of a worker we started); return those that were alive."""
-    killed = []
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except ProcessLookupError:
-            pass
-    return killed
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def count_entries(path: str) -> int:
-    try:
-        return len(os.listdir(path))
-    except OSError:
-        return 0
+def stress_worker(log_dir: Path, work_dir: Path, gcs_url: str, **env: str) -> WorkerProcess:
+    """The chain's worker (not started), under the campaign's address-space limit."""
+    return chain_worker(log_dir, work_dir, gcs_url, wrapper=("prlimit", f"--as={ADDRESS_SPACE_LIMIT}", "--"), **env)
 
 
 # -- memory sampling ------------------------------------------------------------------------------------------------
@@ -160,7 +55,7 @@ def count_entries(path: str) -> int:
 class Sampler:
     """Every 0.2 s: RSS of the worker and of every process of its office groups; fds and threads of the worker."""
 
-    def __init__(self, worker: StressWorker, interval_s: float = 0.2) -> None:
+    def __init__(self, worker: WorkerProcess, interval_s: float = 0.2) -> None:
         self.worker = worker
         self.interval_s = interval_s
         self.peak_total = self.peak_worker = self.peak_office = self.peak_soffice = 0
@@ -182,7 +77,7 @@ class Sampler:
             worker = rss_bytes(pid)
             office_pids = self.worker.office_processes()
             office = sum(rss_bytes(p) for p in office_pids)
-            soffice = max((rss_bytes(p) for p in self.worker.soffice_pids()), default=0)
+            soffice = max((rss_bytes(p) for p in self.worker.office_pids()), default=0)
             fds, threads = count_entries(f"/proc/{pid}/fd"), count_entries(f"/proc/{pid}/task")
             self.samples.append((time.monotonic(), worker, office, fds, threads))
             self.peak_worker = max(self.peak_worker, worker)
@@ -222,26 +117,24 @@ def corpus_docs(n: int, seed: int = 7, exclude: tuple[str, ...] = (SLOW_CORPUS_D
     return out[:n]
 
 
-def upload_all(worker: StressWorker, bucket: str, items: list[tuple[str, Path | bytes]],
+def upload_all(worker: WorkerProcess, bucket: str, items: list[tuple[str, Path | bytes]],
                threads: int = 8) -> list[Upload]:
     """Create-only uploads as fast as fake-gcs-server takes them."""
 
     def one(item: tuple[str, Path | bytes]) -> Upload:
         name, src = item
         sent = time.time()
-        info = worker.store.create(bucket, name, src, content_type="application/octet-stream", metadata={})
-        assert info is not None, f"gs://{bucket}/{name} already existed"
-        return Upload(name, info.generation, sent)
+        return Upload(name, upload(worker, bucket, name, src).generation, sent)
 
     with ThreadPoolExecutor(threads) as ex:
         return list(ex.map(one, items))
 
 
-def outputs(worker: StressWorker, prefix: str) -> dict[str, storage.Blob]:
+def outputs(worker: WorkerProcess, prefix: str) -> dict[str, storage.Blob]:
     return {b.name: b for b in worker.client.list_blobs(OUT_BUCKET, prefix=prefix)}
 
 
-def ended(worker: StressWorker, uploads: list[Upload], prefix: str) -> dict[str, list[storage.Blob]]:
+def ended(worker: WorkerProcess, uploads: list[Upload], prefix: str) -> dict[str, list[storage.Blob]]:
     """For each upload, the outputs (PDF or failure record) that belong to its generation."""
     config = Config(output_bucket=OUT_BUCKET, office=OfficeSettings())
     found = outputs(worker, prefix)
@@ -253,7 +146,7 @@ def ended(worker: StressWorker, uploads: list[Upload], prefix: str) -> dict[str,
     return out
 
 
-def wait_all_ended(worker: StressWorker, uploads: list[Upload], prefix: str, timeout_s: float,
+def wait_all_ended(worker: WorkerProcess, uploads: list[Upload], prefix: str, timeout_s: float,
                    during: Any = None) -> float:
     """Poll until every upload has an output; returns the seconds waited. `during()` runs each lap (chaos)."""
     t0 = time.monotonic()
@@ -331,7 +224,7 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def tally(worker: StressWorker, uploads: list[Upload], prefix: str, report: Report,
+def tally(worker: WorkerProcess, uploads: list[Upload], prefix: str, report: Report,
           sampler: Sampler | None = None, check_pdfs: bool = True) -> dict[str, list[storage.Blob]]:
     """Fill `report` from the output bucket, the worker's JSON log and the sampler; returns what ended where."""
     done = ended(worker, uploads, prefix)
@@ -393,31 +286,3 @@ def pdf_is_whole(blob: storage.Blob) -> bool:
         return len(PdfReader(BytesIO(data)).pages) > 0
     except Exception:
         return False
-
-
-def chain_env_info(worker: StressWorker) -> dict[str, str]:
-    return {k: v for k, v in worker.env.items()}
-
-
-def start_emulator_chain(pubsub: emulators.Proc, log_dir: Path) -> tuple[emulators.Proc, str]:
-    """fake-gcs-server publishing finalize events of IN_BUCKET/incoming/ to a fresh topic; returns (gcs, topic)."""
-    import uuid
-
-    topic = f"finalize-{uuid.uuid4().hex[:8]}"
-    gcs = emulators.start_fake_gcs(log_dir, pubsub_host=pubsub.host, project=PROJECT, topic=topic,
-                                   event_bucket=IN_BUCKET, event_prefix=PREFIX)
-    for name in (IN_BUCKET, DIRECT_BUCKET, OUT_BUCKET):
-        emulators.create_bucket(gcs.url, name)
-    return gcs, topic
-
-
-def subscribe(pubsub: emulators.Proc, topic: str, worker: StressWorker) -> None:
-    """Call after the worker is up and before the first upload (events for a topic without subscription vanish)."""
-    import uuid
-
-    emulators.create_topic_and_push_subscription(pubsub.host, PROJECT, topic, f"push-{uuid.uuid4().hex[:8]}",
-                                                 f"{worker.url}/", ack_deadline_s=600)
-
-
-def info_of(worker: StressWorker, bucket: str, name: str) -> ObjectInfo | None:
-    return worker.store.get_output(bucket, name)

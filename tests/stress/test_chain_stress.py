@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 
 from tests.corpora import CORPUS, need_corpus
+from tests.harness.chain import start_emulator_chain, subscribe
+from tests.harness.processes import kill_pids
+from tests.harness.worker_process import WorkerProcess
 from tests.integration.conftest_office import make_long_docx
 from tests.stress.harness import (
     SLOW_CORPUS_DOC,
     Report,
     Sampler,
-    StressWorker,
     ceiling_mb,
     corpus_docs,
-    kill_pids,
-    start_emulator_chain,
-    subscribe,
+    stress_worker,
     tally,
     upload_all,
     wait_all_ended,
@@ -41,9 +41,9 @@ BASE_ENV = {"POOL_SIZE": str(POOL), "MAX_OFFICE_RSS_MB": str(MAX_OFFICE_RSS_MB),
             "QUEUE_SIZE": "1"}  # pool 2 + queue 1: a burst must meet 429s and their redeliveries
 
 
-def _chain(pubsub: emulators.Proc, logs: Path, tmp_path: Path, **env: str) -> tuple[StressWorker, emulators.Proc]:
+def _chain(pubsub: emulators.Proc, logs: Path, tmp_path: Path, **env: str) -> tuple[WorkerProcess, emulators.Proc]:
     gcs, topic = start_emulator_chain(pubsub, logs)
-    worker = StressWorker(logs, tmp_path / "work", gcs.url, **(BASE_ENV | env))
+    worker = stress_worker(logs, tmp_path / "work", gcs.url, **(BASE_ENV | env))
     try:
         worker.start()
     except BaseException:
@@ -54,7 +54,7 @@ def _chain(pubsub: emulators.Proc, logs: Path, tmp_path: Path, **env: str) -> tu
     return worker, gcs
 
 
-def _finish(worker: StressWorker, gcs: emulators.Proc, report: Report) -> None:
+def _finish(worker: WorkerProcess, gcs: emulators.Proc, report: Report) -> None:
     try:
         report.orphans_at_end += len(worker.stop())
     finally:
@@ -133,7 +133,7 @@ def test_chaos(n: int, kills: int, every_s: float, pubsub: emulators.Proc, logs:
             kill_pids(survivors)  # never leave them, but report them
             worker.start()
             return
-        victims = worker.soffice_pids()
+        victims = worker.office_pids()
         if victims:
             kill_pids([rnd.choice(victims)])
             report.office_kills += 1

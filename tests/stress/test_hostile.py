@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.harness.chain import DIRECT_BUCKET, IN_BUCKET, OUT_BUCKET, envelope
+from tests.harness.worker_process import WorkerProcess
 from tests.hostile_docs import make_dde_docx, make_linked_image_odt, make_macro_onload_odt, make_many_links_docx
 from tests.integration.conftest_office import DATA, PNG_1X1, CountingServer
-from tests.integration.test_push_chain import DIRECT_BUCKET, IN_BUCKET, OUT_BUCKET, envelope
 from tests.oidc_fixtures import id_token_claims, make_signing_key, serve_certs
-from tests.stress.harness import Report, Sampler, StressWorker, Upload, ceiling_mb, tally, upload_all
+from tests.stress.harness import Report, Sampler, Upload, ceiling_mb, stress_worker, tally, upload_all
 from worker import emulators
 
 pytestmark = [pytest.mark.emulators, pytest.mark.office]
@@ -100,7 +101,7 @@ def test_hostile_files(copies: int, gcs: emulators.Proc, logs: Path, tmp_path: P
                     "png-renamed.docx": "unsupported_type", "too-large.docx": "too_large"}
         expected |= {name: "too_large" for name in once}
 
-        worker = StressWorker(logs, tmp_path / "work", gcs.url, CONVERSION_TIMEOUT_S="60")
+        worker = stress_worker(logs, tmp_path / "work", gcs.url, CONVERSION_TIMEOUT_S="60")
         worker.start()
         around = worker.work_dir.parent
         before = _files_under(around, skip=worker.work_dir / "office")
@@ -113,11 +114,10 @@ def test_hostile_files(copies: int, gcs: emulators.Proc, logs: Path, tmp_path: P
         record.append(report)
         try:
             uploads = upload_all(worker, DIRECT_BUCKET, items, threads=4)
-            chain = worker.as_chain_worker()
             t0 = time.monotonic()
             with Sampler(worker) as sampler, ThreadPoolExecutor(4) as ex:
-                statuses = list(ex.map(lambda u: _post(worker, envelope(chain, DIRECT_BUCKET, u.name, u.generation,
-                                                                        f"h-{u.name}")), uploads))
+                statuses = list(ex.map(lambda u: _post(worker, envelope(worker, DIRECT_BUCKET, u.name, u.generation,
+                                                                         f"h-{u.name}")), uploads))
                 report.wall_s = round(time.monotonic() - t0, 1)
             done = tally(worker, uploads, "hostile/", report, sampler)
             answers = {a["object"]: a for a in worker.answers() if a.get("object", "").startswith("hostile/")}
@@ -154,8 +154,8 @@ def test_hostile_files(copies: int, gcs: emulators.Proc, logs: Path, tmp_path: P
     assert all(done.values())
 
 
-def _post(worker: StressWorker, body: dict[str, object], headers: dict[str, str] | None = None) -> int:
-    return requests.post(f"{worker.url}/", json=body, headers=headers, timeout=300).status_code
+def _post(worker: WorkerProcess, body: dict[str, object], headers: dict[str, str] | None = None) -> int:
+    return worker.post(body, headers).status_code
 
 
 # -- 5. hostile requests in oidc mode -------------------------------------------------------------------------------
@@ -171,13 +171,12 @@ def test_hostile_requests_oidc(rounds: int, gcs: emulators.Proc, logs: Path, tmp
     as a conversion, none crashes the worker; a good request in between still converts."""
     key, other = make_signing_key("k1"), make_signing_key("k1")  # `other` forges with the same kid
     with serve_certs({key.kid: key.cert_pem}) as certs:
-        worker = StressWorker(logs, tmp_path / "work", gcs.url, AUTH_MODE="oidc", AUTH_AUDIENCE=AUD,
-                              PUSH_SERVICE_ACCOUNT=SA, AUTH_CERTS_URL=certs.url, INPUT_BUCKETS=DIRECT_BUCKET)
+        worker = stress_worker(logs, tmp_path / "work", gcs.url, AUTH_MODE="oidc", AUTH_AUDIENCE=AUD,
+                               PUSH_SERVICE_ACCOUNT=SA, AUTH_CERTS_URL=certs.url, INPUT_BUCKETS=DIRECT_BUCKET)
         worker.start()
         report = Report("hostile-requests", f"{rounds} rounds x 9 kinds (oidc)", 0, ceiling_mb=ceiling_mb(2, 1024))
         record.append(report)
         try:
-            chain = worker.as_chain_worker()
             good = id_token_claims(audience=AUD, email=SA)
             past = time.time() - 7200
             tokens = {
@@ -200,7 +199,7 @@ def test_hostile_requests_oidc(rounds: int, gcs: emulators.Proc, logs: Path, tmp
             with Sampler(worker) as sampler:
                 for r in range(rounds):
                     [up] = upload_all(worker, DIRECT_BUCKET, [(f"req/{r}/doc.docx", DATA / "sample.docx")])
-                    body = envelope(chain, DIRECT_BUCKET, up.name, up.generation, f"m-{r}")
+                    body = envelope(worker, DIRECT_BUCKET, up.name, up.generation, f"m-{r}")
                     for kind, token in tokens.items():
                         headers = {"Authorization": f"Bearer {token}"} if token else {}
                         hit(kind, _post(worker, body, headers))
@@ -212,8 +211,8 @@ def test_hostile_requests_oidc(rounds: int, gcs: emulators.Proc, logs: Path, tmp
                     hit("deeply_nested", requests.post(f"{worker.url}/", data=deep, timeout=60,
                                                        headers=auth | {"Content-Type": "application/json"}).status_code)
                     [foreign] = upload_all(worker, "someone-elses-bucket", [(f"req/{r}/x.docx", DATA / "sample.docx")])
-                    hit("foreign_bucket", _post(worker, envelope(chain, "someone-elses-bucket", foreign.name,
-                                                                 foreign.generation, f"f-{r}"), auth))
+                    hit("foreign_bucket", _post(worker, envelope(worker, "someone-elses-bucket", foreign.name,
+                                                                  foreign.generation, f"f-{r}"), auth))
                     hit("good", _post(worker, body, auth))  # the same upload, now properly signed
                     uploads.append(up)
                 report.wall_s = round(time.monotonic() - t0, 1)

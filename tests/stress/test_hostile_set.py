@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.harness.chain import DIRECT_BUCKET, IN_BUCKET, OUT_BUCKET, envelope
 from tests.hostile_set import MARKER, VECTORS, Secrets, Vector, file_url, secret_traces, write_odf, write_word
 from tests.integration.conftest_office import CountingServer, initialised_template, office_settings, running_pool
-from tests.integration.test_push_chain import DIRECT_BUCKET, IN_BUCKET, OUT_BUCKET, envelope
-from tests.stress.harness import StressWorker, ended, upload_all, wait_all_ended
+from tests.stress.harness import ended, stress_worker, upload_all, wait_all_ended
 from worker import emulators
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
@@ -121,14 +121,13 @@ def test_vectors_through_the_push_chain(gcs: emulators.Proc, logs: Path, secrets
     """fake-gcs-server -> push envelope -> `worker serve` -> LibreOffice -> PDF or failure record in the bucket."""
     with CountingServer() as canary:
         files = {name: BY_NAME[name].build(tmp_path / name, canary.url(), secrets) for name in CHAIN}
-        worker = StressWorker(logs, tmp_path / "work", gcs.url, CONVERSION_TIMEOUT_S="20")
+        worker = stress_worker(logs, tmp_path / "work", gcs.url, CONVERSION_TIMEOUT_S="20")
         worker.start()
         try:
             uploads = upload_all(worker, DIRECT_BUCKET, [(f"set/{n}", p) for n, p in files.items()], threads=4)
-            chain = worker.as_chain_worker()
             with ThreadPoolExecutor(2) as ex:
                 statuses = list(ex.map(lambda u: requests.post(
-                    f"{worker.url}/", json=envelope(chain, DIRECT_BUCKET, u.name, u.generation, f"s-{u.name}"),
+                    f"{worker.url}/", json=envelope(worker, DIRECT_BUCKET, u.name, u.generation, f"s-{u.name}"),
                     timeout=300).status_code, uploads))
             wait_all_ended(worker, uploads, "set/", 120)
             results = ended(worker, uploads, "set/")

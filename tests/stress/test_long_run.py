@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.harness.chain import DIRECT_BUCKET, IN_BUCKET, OUT_BUCKET, envelope
 from tests.integration.conftest_office import DATA
-from tests.integration.test_push_chain import DIRECT_BUCKET, IN_BUCKET, OUT_BUCKET, envelope
-from tests.stress.harness import Report, Sampler, StressWorker, ceiling_mb, tally, upload_all
+from tests.stress.harness import Report, Sampler, ceiling_mb, stress_worker, tally, upload_all
 from worker import emulators
 
 pytestmark = [pytest.mark.emulators, pytest.mark.office]
@@ -31,8 +31,8 @@ def test_long_run(n: int, recycle: int, logs: Path, tmp_path: Path, record: list
     gcs = emulators.start_fake_gcs(logs)
     for name in (IN_BUCKET, DIRECT_BUCKET, OUT_BUCKET):
         emulators.create_bucket(gcs.url, name)
-    worker = StressWorker(logs, tmp_path / "work", gcs.url, MAX_CONVERSIONS_PER_INSTANCE=str(recycle),
-                          MAX_OFFICE_RSS_MB=str(MAX_RSS_MB), CONVERSION_TIMEOUT_S="60")
+    worker = stress_worker(logs, tmp_path / "work", gcs.url, MAX_CONVERSIONS_PER_INSTANCE=str(recycle),
+                           MAX_OFFICE_RSS_MB=str(MAX_RSS_MB), CONVERSION_TIMEOUT_S="60")
     report = Report("long-run", f"{n} conversions, recycle every {recycle}", n,
                     ceiling_mb=ceiling_mb(2, MAX_RSS_MB))
     record.append(report)
@@ -41,12 +41,11 @@ def test_long_run(n: int, recycle: int, logs: Path, tmp_path: Path, record: list
         items: list[tuple[str, Path | bytes]] = [(f"long/{i:05d}-{s}", DATA / s)
                                                  for i, s in enumerate(SAMPLES[i % len(SAMPLES)] for i in range(n))]
         uploads = upload_all(worker, DIRECT_BUCKET, items)
-        chain = worker.as_chain_worker()
         session = requests.Session()
 
         def post(i: int) -> int:
             up = uploads[i]
-            body = envelope(chain, DIRECT_BUCKET, up.name, up.generation, f"l-{i}")
+            body = envelope(worker, DIRECT_BUCKET, up.name, up.generation, f"l-{i}")
             up.sent_at = time.time()
             return session.post(f"{worker.url}/", json=body, timeout=300).status_code
 

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from flask.testing import FlaskClient
 
-from worker.auth import AuthSettings, PushAuthenticator
+from tests.harness.web_app import RecordingJob
 from worker.config import Config, OfficeSettings
 from worker.errors import RETRYABLE, Reason, WorkerError
-from worker.events import ObjectEvent
 from worker.job import Ignore, JobResult, Outcome
-from worker.metrics import Metrics
-from worker.web import ACK, create_app, status_for, status_for_error
+from worker.web import ACK, status_for, status_for_error
 
 PUBSUB_ACK_CODES = frozenset({102, 200, 201, 202, 204})
 ENVELOPES = Path(__file__).resolve().parents[1] / "data" / "envelopes"
@@ -125,36 +122,11 @@ def test_retryable_reasons_are_exactly_429_or_503() -> None:
 # -- the same table through the real route (no office, no storage: a stub runner returns each result) ----------
 
 
-class FixedRunner:
-    def __init__(self, result: JobResult) -> None:
-        self.result = result
-        self.calls = 0
-
-    def run(self, event: ObjectEvent) -> JobResult:
-        self.calls += 1
-        return self.result
-
-
-class NoPool:
-    queue_depth = size = 0
-
-    def __init__(self) -> None:
-        self.sandbox_layers: dict[str, bool] = {}
-        self.restarts: dict[str, int] = {}
-
-    def ready(self) -> bool:
-        return True
-
-    def status(self) -> list[Any]:
-        return []
-
-
-def _client(tmp_path: Path, runner: FixedRunner) -> Any:
-    config = Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode="off",
-                    max_body_bytes=64 * 1024)
-    app = create_app(config, job=runner, pool=NoPool(), authenticator=PushAuthenticator(AuthSettings("off")),
-                     metrics=Metrics(CollectorRegistry()))
-    return app.test_client()
+@pytest.fixture
+def app_config(tmp_path: Path) -> Config:
+    """A small body limit, so a 413 costs little."""
+    return Config(output_bucket="out", office=OfficeSettings(work_dir=tmp_path), auth_mode="off",
+                  max_body_bytes=64 * 1024)
 
 
 def _envelope(name: str) -> tuple[dict[str, str], bytes]:
@@ -173,16 +145,17 @@ def _envelope(name: str) -> tuple[dict[str, str], bytes]:
     (JobResult(Outcome.RETRY, "office_crashed"), 503),
     (JobResult(Outcome.RETRY, "storage_unavailable"), 503),
 ])
-def test_route_answers_by_the_table(tmp_path: Path, result: JobResult, status: int) -> None:
-    runner = FixedRunner(result)
+def test_route_answers_by_the_table(client: FlaskClient, app_job: RecordingJob, result: JobResult,
+                                    status: int) -> None:
+    app_job.result = result
     headers, body = _envelope("push-fake-gcs-numeric-generation.json")
-    assert _client(tmp_path, runner).post("/", data=body, headers=headers).status_code == status
-    assert runner.calls == 1
+    assert client.post("/", data=body, headers=headers).status_code == status
+    assert app_job.calls == 1
 
 
-def test_route_refuses_what_is_not_a_push_and_acks_what_is_not_a_storage_event(tmp_path: Path) -> None:
-    runner = FixedRunner(JobResult(Outcome.CONVERTED, "ok"))
-    client = _client(tmp_path, runner)
+def test_route_refuses_what_is_not_a_push_and_acks_what_is_not_a_storage_event(
+    client: FlaskClient, app_job: RecordingJob
+) -> None:
     assert client.post("/", data=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
     assert client.post("/", data=b"[]", headers={"Content-Type": "application/json"}).status_code == 400
     too_big = b'{"message": {"data": "' + b"A" * 70_000 + b'"}}'
@@ -191,4 +164,4 @@ def test_route_refuses_what_is_not_a_push_and_acks_what_is_not_a_storage_event(t
     not_storage = {"message": {"data": "aGVsbG8=", "messageId": "9", "attributes": {"origin": "x"}},
                    "subscription": "projects/p/subscriptions/s"}
     assert client.post("/", json=not_storage).status_code == 204
-    assert runner.calls == 0
+    assert app_job.calls == 0

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
-from worker.auth import AuthSettings, PushAuthenticator
+from tests.harness import web_app
+from tests.harness.metrics_scrape import samples_of, value
 from worker.config import Config, OfficeSettings
 from worker.job import Job, JobResult, Outcome
 from worker.metrics import CONTENT_TYPE, STAGES, Metrics
 from worker.office import RestartReason, State
 from worker.office.pool import InstanceStatus
-from worker.web import Lifecycle, create_app
+from worker.web import Lifecycle
 
 ENVELOPES = Path(__file__).resolve().parents[1] / "data" / "envelopes"
 
@@ -55,21 +55,6 @@ class FakePool:
         return self.is_ready
 
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples_of(text: str) -> Samples:
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
-def get(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
-
-
 def converted(**durations: float) -> JobResult:
     return JobResult(Outcome.CONVERTED, "ok", output="gs://out/a.pdf", input_bytes=1000, output_bytes=5000,
                      durations=durations or {"download": 0.02, "queue_wait": 0.0, "convert": 0.3, "upload": 0.04})
@@ -83,7 +68,7 @@ def test_a_fresh_registry_has_every_family_with_the_prefix_and_no_job_yet():
     s = samples_of(metrics.exposition().decode())
     assert all(name.startswith("worker_") for name, _ in s)
     for stage in STAGES:  # stage series exist from the start, so rate() never sees a gap
-        assert get(s, "worker_stage_duration_seconds_count", stage=stage) == 0
+        assert value(s, "worker_stage_duration_seconds_count", stage=stage) == 0
     assert not [k for k in s if k[0] == "worker_jobs_total"]
     build = [k for k in s if k[0] == "worker_build_info"]
     assert len(build) == 1 and {lbl for lbl, _ in build[0][1]} == {"version", "python"}
@@ -97,77 +82,77 @@ def test_observe_counts_by_outcome_and_reason_and_fills_the_histograms():
     metrics.observe(JobResult(Outcome.RETRY, "queue_full"), 429, None, NOW, 2)
     s = samples_of(metrics.exposition().decode())
 
-    assert get(s, "worker_jobs_total", outcome="converted", reason="ok") == 1
-    assert get(s, "worker_jobs_total", outcome="failed", reason="corrupt") == 1
-    assert get(s, "worker_jobs_total", outcome="ignored", reason="suffix") == 1
-    assert get(s, "worker_jobs_total", outcome="retry", reason="queue_full") == 1
-    assert get(s, "worker_stage_duration_seconds_count", stage="download") == 2
-    assert get(s, "worker_stage_duration_seconds_count", stage="convert") == 1
-    assert get(s, "worker_stage_duration_seconds_sum", stage="convert") == pytest.approx(0.3)
-    assert get(s, "worker_stage_duration_seconds_bucket", stage="convert", le="0.25") == 0
-    assert get(s, "worker_stage_duration_seconds_bucket", stage="convert", le="0.5") == 1
+    assert value(s, "worker_jobs_total", outcome="converted", reason="ok") == 1
+    assert value(s, "worker_jobs_total", outcome="failed", reason="corrupt") == 1
+    assert value(s, "worker_jobs_total", outcome="ignored", reason="suffix") == 1
+    assert value(s, "worker_jobs_total", outcome="retry", reason="queue_full") == 1
+    assert value(s, "worker_stage_duration_seconds_count", stage="download") == 2
+    assert value(s, "worker_stage_duration_seconds_count", stage="convert") == 1
+    assert value(s, "worker_stage_duration_seconds_sum", stage="convert") == pytest.approx(0.3)
+    assert value(s, "worker_stage_duration_seconds_bucket", stage="convert", le="0.25") == 0
+    assert value(s, "worker_stage_duration_seconds_bucket", stage="convert", le="0.5") == 1
     # lag only for stored PDFs, from the publish time
-    assert get(s, "worker_end_to_end_lag_seconds_count") == 1
-    assert get(s, "worker_end_to_end_lag_seconds_sum") == pytest.approx(2.0)
-    assert get(s, "worker_input_bytes_total") == 1000
-    assert get(s, "worker_output_bytes_total") == 5000
-    assert get(s, "worker_delivery_attempt_count") == 3  # None (no dead-letter policy) is not an attempt
-    assert get(s, "worker_delivery_attempt_sum") == 6
-    assert get(s, "worker_http_requests_total", code="204") == 3
-    assert get(s, "worker_http_requests_total", code="429") == 1
-    assert get(s, "worker_job_duration_seconds_count") == 1  # only where the caller timed a job
+    assert value(s, "worker_end_to_end_lag_seconds_count") == 1
+    assert value(s, "worker_end_to_end_lag_seconds_sum") == pytest.approx(2.0)
+    assert value(s, "worker_input_bytes_total") == 1000
+    assert value(s, "worker_output_bytes_total") == 5000
+    assert value(s, "worker_delivery_attempt_count") == 3  # None (no dead-letter policy) is not an attempt
+    assert value(s, "worker_delivery_attempt_sum") == 6
+    assert value(s, "worker_http_requests_total", code="204") == 3
+    assert value(s, "worker_http_requests_total", code="429") == 1
+    assert value(s, "worker_job_duration_seconds_count") == 1  # only where the caller timed a job
 
 
 def test_the_memory_budget_is_exported_with_the_limit_only_when_there_is_one():
     metrics = Metrics(CollectorRegistry())
     metrics.set_memory_budget(2496, None)
     s = samples_of(metrics.exposition().decode())
-    assert get(s, "worker_memory_budget_bytes", kind="ceiling") == 2496 * 2**20
+    assert value(s, "worker_memory_budget_bytes", kind="ceiling") == 2496 * 2**20
     assert ("worker_memory_budget_bytes", frozenset({("kind", "limit")})) not in s
     metrics.set_memory_budget(2496, 3072)
     s = samples_of(metrics.exposition().decode())
-    assert get(s, "worker_memory_budget_bytes", kind="limit") == 3072 * 2**20
+    assert value(s, "worker_memory_budget_bytes", kind="limit") == 3072 * 2**20
 
 
 def test_a_publish_time_in_the_future_is_not_a_negative_lag():
     metrics = Metrics(CollectorRegistry())
     metrics.observe(converted(), 204, NOW + timedelta(seconds=5), NOW, None)
     s = samples_of(metrics.exposition().decode())
-    assert get(s, "worker_end_to_end_lag_seconds_sum") == 0
+    assert value(s, "worker_end_to_end_lag_seconds_sum") == 0
 
 
 def test_the_pool_is_read_at_scrape_time():
     pool = FakePool(states=[State.IDLE, State.IDLE])
     metrics = Metrics(CollectorRegistry(), pool)
     s = samples_of(metrics.exposition().decode())
-    assert get(s, "worker_office_instances", state="idle") == 2
-    assert get(s, "worker_office_busy") == 0
+    assert value(s, "worker_office_instances", state="idle") == 2
+    assert value(s, "worker_office_busy") == 0
 
     pool.states = [State.BUSY, State.RESTARTING]
     pool.queue_depth = 3
     pool.restarts.update({RestartReason.TIMEOUT.value: 2, RestartReason.MEMORY.value: 1})
     s = samples_of(metrics.exposition().decode())
-    assert get(s, "worker_office_instances", state="busy") == 1
-    assert get(s, "worker_office_instances", state="restarting") == 1
-    assert get(s, "worker_office_instances", state="idle") == 0
-    assert get(s, "worker_office_busy") == 1
-    assert get(s, "worker_office_queue_depth") == 3
-    assert get(s, "worker_office_pool_size") == 2
-    assert get(s, "worker_office_rss_bytes", office="1") == 200 * 2**20
-    assert get(s, "worker_office_instance_conversions", office="1") == 3
-    assert get(s, "worker_office_restarts_total", reason="timeout") == 2
-    assert get(s, "worker_office_restarts_total", reason="memory") == 1
+    assert value(s, "worker_office_instances", state="busy") == 1
+    assert value(s, "worker_office_instances", state="restarting") == 1
+    assert value(s, "worker_office_instances", state="idle") == 0
+    assert value(s, "worker_office_busy") == 1
+    assert value(s, "worker_office_queue_depth") == 3
+    assert value(s, "worker_office_pool_size") == 2
+    assert value(s, "worker_office_rss_bytes", office="1") == 200 * 2**20
+    assert value(s, "worker_office_instance_conversions", office="1") == 3
+    assert value(s, "worker_office_restarts_total", reason="timeout") == 2
+    assert value(s, "worker_office_restarts_total", reason="memory") == 1
 
 
 def test_sandbox_layers_are_one_gauge_per_layer_read_at_scrape_time():
     pool = FakePool()
     metrics = Metrics(CollectorRegistry(), pool)
     s = samples_of(metrics.exposition().decode())
-    assert {layer: get(s, "worker_office_sandbox", layer=layer) for layer in ("network", "filesystem", "user",
+    assert {layer: value(s, "worker_office_sandbox", layer=layer) for layer in ("network", "filesystem", "user",
                                                                                "profile")} == \
         {"network": 1, "filesystem": 1, "user": 0, "profile": 1}
     pool.sandbox_layers = {**pool.sandbox_layers, "network": False}
-    assert get(samples_of(metrics.exposition().decode()), "worker_office_sandbox", layer="network") == 0
+    assert value(samples_of(metrics.exposition().decode()), "worker_office_sandbox", layer="network") == 0
 
 
 def test_label_sets_are_closed():
@@ -214,8 +199,7 @@ def make_app(pool: FakePool, job: Any = None, life: Lifecycle | None = None) -> 
                     google_cloud_project="p")
     metrics = Metrics(CollectorRegistry(), pool)
     life = life or Lifecycle()
-    app = create_app(config, job=job or DoneJob(), pool=pool, authenticator=PushAuthenticator(AuthSettings("off")),
-                     metrics=metrics, lifecycle=life)
+    app = web_app.make_app(config, job=job or DoneJob(), pool=pool, metrics=metrics, lifecycle=life)
     return app.test_client(), metrics, life
 
 
@@ -255,7 +239,7 @@ def test_ready_is_false_while_draining_and_new_pushes_get_503():
     assert resp.get_json()["ready"] is False and resp.get_json()["draining"] is True
     assert client.post("/", json={"message": {"data": ""}}).status_code == 503
     s = samples_of(metrics.exposition().decode())
-    assert get(s, "worker_http_requests_total", code="503") == 1
+    assert value(s, "worker_http_requests_total", code="503") == 1
 
 
 def test_drain_waits_for_the_push_in_flight():
@@ -282,8 +266,8 @@ def test_metrics_route_serves_the_registry_as_prometheus_text():
     assert resp.status_code == 200
     assert resp.headers["Content-Type"] == CONTENT_TYPE
     s = samples_of(resp.get_data(as_text=True))
-    assert get(s, "worker_jobs_total", outcome="converted", reason="ok") == 1
-    assert get(s, "worker_office_pool_size") == 2
+    assert value(s, "worker_jobs_total", outcome="converted", reason="ok") == 1
+    assert value(s, "worker_office_pool_size") == 2
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metricz"])
@@ -306,4 +290,4 @@ def test_an_upload_outside_the_suffix_list_is_acked_logged_with_its_suffix_and_c
     assert (fields["outcome"], fields["reason"], fields["suffix"]) == ("ignored", "suffix", ".jpg")
     assert ".jpg" in lines[0].getMessage() and "INPUT_SUFFIXES" in lines[0].getMessage()
     s = samples_of(metrics.exposition().decode())
-    assert get(s, "worker_jobs_total", outcome="ignored", reason="suffix") == 1
+    assert value(s, "worker_jobs_total", outcome="ignored", reason="suffix") == 1

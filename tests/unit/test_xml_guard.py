@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import hostile_docs
-from tests.unit.test_sniff import (
+from tests.unit.sniff_builders import (
     BILLION_LAUGHS,
     DATA,
     DOCUMENT_XML,

@@ -1,9 +1,13 @@
-"""Which live processes a test started, found by their command line in /proc (for orphan checks and cleanup)."""
+"""Which live processes a test started, found by their command line in /proc (for orphan checks and cleanup).
+
+RSS comes from worker.office.procfs.rss_bytes, the reader the pool itself uses.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -50,3 +54,46 @@ def bytes_read_by_this_process() -> int:
             if line.startswith("rchar:"):
                 return int(line.split()[1])
     raise RuntimeError("/proc/self/io has no rchar line")
+
+
+def kill_pids(pids: Iterable[int]) -> list[int]:
+    """SIGKILL each PID (ours: children of a worker we started); return those that were alive."""
+    killed = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed
+
+
+def count_entries(path: str) -> int:
+    """Entries of a /proc directory (a process's fd/ or task/); 0 once the process is gone."""
+    try:
+        return len(os.listdir(path))
+    except OSError:
+        return 0
+
+
+def paths_in_use() -> set[str]:
+    """Every unix socket path bound and every file held open by any live process (/proc/net/unix, /proc/*/fd)."""
+    live: set[str] = set()
+    try:
+        with open("/proc/net/unix") as f:
+            live.update(line.split()[7] for line in f.read().splitlines()[1:] if len(line.split()) >= 8)
+    except OSError:
+        pass
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                live.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+    return live

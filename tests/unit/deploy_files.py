@@ -21,7 +21,7 @@ INSTALL_SCRIPT = ROOT / "docker" / "install-system.sh"
 
 ACK_DEADLINE = 600
 PROJECT = "my-proj"
-# Built-ins that exist for every build, manual or triggered (gcp-contract §6).
+# Built-ins that exist for every build, manual or triggered (https://cloud.google.com/build/docs/configuring-builds/substitute-variable-values).
 ALWAYS_BUILTINS = {"PROJECT_ID", "BUILD_ID", "PROJECT_NUMBER", "LOCATION"}
 TRIGGER_ONLY = {
     "COMMIT_SHA",

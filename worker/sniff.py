@@ -370,13 +370,8 @@ def _sniff_zip(fp: BinaryIO, size: int, max_uncompressed_bytes: int, max_entries
         )
     if directory_size > _MAX_CENTRAL_DIRECTORY_BYTES:
         raise WorkerError(Reason.ZIP_BOMB, "the file's table of contents is abnormally large; " + _ADVICE_BOMB)
-    try:
-        archive = zipfile.ZipFile(fp)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, struct.error) as exc:
-        raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
+    archive, infos = _open_package(fp, size, max_uncompressed_bytes, max_entries)
     with archive:
-        infos = archive.infolist()
-        _refuse_bomb(infos, size, max_uncompressed_bytes, max_entries)
         if any(info.flag_bits & 0x1 for info in infos):
             raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
         names = {info.filename for info in infos}
@@ -500,13 +495,8 @@ def _sniff_iwork_bundle(archive: zipfile.ZipFile, name: str, limits: tuple[int, 
     max_uncompressed_bytes, max_entries = limits
     if entry_count > max_entries:
         raise WorkerError(Reason.ZIP_BOMB, f"the file's {name} holds more than {max_entries} parts; " + _ADVICE_BOMB)
-    try:
-        package = zipfile.ZipFile(inner)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, struct.error) as exc:
-        raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
+    package, infos = _open_package(inner, size, max_uncompressed_bytes, max_entries)
     with package:
-        infos = package.infolist()
-        _refuse_bomb(infos, size, max_uncompressed_bytes, max_entries)
         found = _sniff_iwork(package, {i.filename for i in infos}, None)
     if found is None:
         raise WorkerError(
@@ -572,6 +562,23 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
         if byte < 0x80 or shift > 56:
             return value, at
         shift += 7
+
+
+def _open_package(
+    fp: BinaryIO, size: int, max_uncompressed_bytes: int, max_entries: int
+) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """Open a zip whose end record was vetted and refuse it as a bomb before any part is read (closed if refused)."""
+    try:
+        archive = zipfile.ZipFile(fp)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, struct.error) as exc:
+        raise WorkerError(Reason.CORRUPT, _MSG_DAMAGED) from exc
+    infos = archive.infolist()
+    try:
+        _refuse_bomb(infos, size, max_uncompressed_bytes, max_entries)
+    except WorkerError:
+        archive.close()
+        raise
+    return archive, infos
 
 
 def _zip_directory_size(fp: BinaryIO, size: int) -> tuple[int, int]:

@@ -195,7 +195,7 @@ class Store:
         self, bucket: str, name: str, src: Path | bytes, *, content_type: str, metadata: dict[str, str]
     ) -> ObjectInfo | None:
         """Write only if nothing is there; None means someone (maybe our own retried attempt) was first."""
-        return self._upload(bucket, name, src, content_type, metadata, if_generation_match=0)
+        return self.replace(bucket, name, src, content_type=content_type, metadata=metadata, if_generation_match=0)
 
     def replace(
         self,
@@ -207,22 +207,11 @@ class Store:
         metadata: dict[str, str],
         if_generation_match: int,
     ) -> ObjectInfo | None:
-        """Overwrite only the generation we saw; None means it changed under us (re-read and decide)."""
-        return self._upload(
-            bucket, name, src, content_type, metadata, if_generation_match=if_generation_match
-        )
+        """Overwrite only the generation we saw; None means it changed under us (re-read and decide).
 
-    def _upload(
-        self,
-        bucket: str,
-        name: str,
-        src: Path | bytes,
-        content_type: str,
-        metadata: dict[str, str],
-        *,
-        if_generation_match: int,
-    ) -> ObjectInfo | None:
-        """One upload path: the precondition is what makes the client's automatic retries safe."""
+        The one upload path (create is the precondition 0): the precondition is what makes the client's automatic
+        retries safe.
+        """
         blob = self._client.bucket(bucket).blob(name)
         blob.metadata = metadata
         common: dict[str, Any] = {

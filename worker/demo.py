@@ -78,32 +78,7 @@ def _run(
     worker_port = emulators.free_port()
     worker_url = f"http://127.0.0.1:{worker_port}"
 
-    pubsub: emulators.Proc | None = None
-    try:
-        pubsub = emulators.start_pubsub_emulator(log_dir)
-        started.append(pubsub)
-        say(f"Pub/Sub emulator on {pubsub.host} (pid {pubsub.pid})")
-        emulators.create_topic_and_push_subscription(
-            pubsub.host, PROJECT, TOPIC, SUBSCRIPTION, f"{worker_url}/", ack_deadline_s=600
-        )
-        say(f"topic {TOPIC}, push subscription {SUBSCRIPTION} -> {worker_url}/ (ack deadline 600 s)")
-        gcs = emulators.start_fake_gcs(
-            log_dir,
-            pubsub_host=pubsub.host,
-            project=PROJECT,
-            topic=TOPIC,
-            event_bucket=IN_BUCKET,
-            event_prefix=PREFIX,
-        )
-    except emulators.EmulatorMissing as exc:
-        say(f"no Pub/Sub emulator: {exc}")
-        say("falling back: the demo itself will POST each new upload's push envelope to the worker")
-        gcs = emulators.start_fake_gcs(log_dir)
-    started.append(gcs)
-    say(f"fake-gcs-server on {gcs.url} (pid {gcs.pid})")
-    for bucket in (IN_BUCKET, OUT_BUCKET):
-        emulators.create_bucket(gcs.url, bucket)
-    say(f"buckets gs://{IN_BUCKET} (notifies for {PREFIX}*) and gs://{OUT_BUCKET}")
+    pubsub, gcs = _start_emulators(log_dir, worker_url, started, say)
 
     say(f"worker starting on {worker_url} (log in {log_dir})")
     worker = emulators.start_worker(log_dir, gcs.url, output_bucket=OUT_BUCKET, input_buckets=IN_BUCKET,
@@ -132,6 +107,42 @@ def _run(
             if pusher is not None:
                 pusher.poll()
     return 0 if ok else 1
+
+
+def _start_emulators(
+    log_dir: Path, worker_url: str, started: list[emulators.Proc], say: Callable[[str], None]
+) -> tuple[emulators.Proc | None, emulators.Proc]:
+    """Pub/Sub emulator with a push subscription to the worker, then fake-gcs-server notifying it, and the buckets.
+
+    Without the emulator (no google-cloud-cli-pubsub-emulator) the demo posts the push envelopes itself.
+    """
+    pubsub: emulators.Proc | None = None
+    try:
+        pubsub = emulators.start_pubsub_emulator(log_dir)
+        started.append(pubsub)
+        say(f"Pub/Sub emulator on {pubsub.host} (pid {pubsub.pid})")
+        emulators.create_topic_and_push_subscription(
+            pubsub.host, PROJECT, TOPIC, SUBSCRIPTION, f"{worker_url}/", ack_deadline_s=600
+        )
+        say(f"topic {TOPIC}, push subscription {SUBSCRIPTION} -> {worker_url}/ (ack deadline 600 s)")
+        gcs = emulators.start_fake_gcs(
+            log_dir,
+            pubsub_host=pubsub.host,
+            project=PROJECT,
+            topic=TOPIC,
+            event_bucket=IN_BUCKET,
+            event_prefix=PREFIX,
+        )
+    except emulators.EmulatorMissing as exc:
+        say(f"no Pub/Sub emulator: {exc}")
+        say("falling back: the demo itself will POST each new upload's push envelope to the worker")
+        gcs = emulators.start_fake_gcs(log_dir)
+    started.append(gcs)
+    say(f"fake-gcs-server on {gcs.url} (pid {gcs.pid})")
+    for bucket in (IN_BUCKET, OUT_BUCKET):
+        emulators.create_bucket(gcs.url, bucket)
+    say(f"buckets gs://{IN_BUCKET} (notifies for {PREFIX}*) and gs://{OUT_BUCKET}")
+    return pubsub, gcs
 
 
 def _wait_for_result(

@@ -15,9 +15,10 @@ Per document, each round runs the three measurements back to back (interleaved, 
         ("unoserver with Hidden=True, no pool, no metrics"). Without Hidden, LibreOffice also builds a view.
   warm  our own warm conversion in this process: a started OfficePool (pool of 1) and
         worker.conversion.convert_file (sniff, private temp dir, convert, PDF check), no storage, no HTTP.
-  cold  the tutorial's way (zdenulo/gcp-docx2pdf, cloud_run_pubsub): download from GCS, `soffice --headless --convert-to pdf` as a new
-        process, upload the PDF. Its profile is initialised once before the run (the tutorial's
-        ~/.config/libreoffice persists between requests too), so this is its best case. `cold-cli` is the
+  cold  the tutorial's way (zdenulo/gcp-docx2pdf, cloud_run_pubsub): download from GCS,
+        `soffice --headless --convert-to pdf` as a new process, upload the PDF. Its profile is initialised
+        once before the run (the tutorial's ~/.config/libreoffice persists between requests too), so this is
+        its best case. `cold-cli` is the
         conversion process alone.
 
 Every process started here (fake-gcs-server, the worker and its offices, the bench pool, stock unoserver, each

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import corpora
 from tests.harness.processes import office_pids_under
 from tests.integration.conftest_office import (
     BAD_INPUT_REASONS,
@@ -89,14 +90,9 @@ def test_bad_input_reasons_are_distinct_on_the_command_line(tmp_path: Path, temp
     assert reasons == {reason.value for reason in BAD_INPUT_REASONS.values()}
 
 
-FORMATS_CORPUS = Path(os.environ.get("DOCWORKER_CORPUS_DIR", REPO.parent / "shared")) / "corpus-formats"
-
-
 @pytest.fixture()
 def formats_corpus() -> Path:
-    if not (FORMATS_CORPUS / "MANIFEST.tsv").is_file():
-        pytest.skip(f"{FORMATS_CORPUS} is missing: set DOCWORKER_CORPUS_DIR")
-    return FORMATS_CORPUS
+    return corpora.need_corpus(corpora.FORMATS)
 
 
 def test_legacy_formats_convert_on_the_command_line(tmp_path: Path, template: Path, formats_corpus: Path) -> None:

@@ -9,7 +9,6 @@ each file is committed in tests/data/corpus-formats-stock.tsv; rewrite it with
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import corpora
 from tests.integration.conftest_office import REPO, initialised_template, office_settings, running_pool
 from worker.conversion import convert_file
 from worker.errors import Reason, WorkerError
@@ -28,7 +28,7 @@ from worker.sniff import sniff
 
 pytestmark = pytest.mark.office
 
-FORMATS_CORPUS = Path(os.environ.get("DOCWORKER_CORPUS_DIR", REPO.parent / "shared")) / "corpus-formats"
+FORMATS_CORPUS = corpora.FORMATS
 REFERENCE = REPO / "tests" / "data" / "corpus-formats-stock.tsv"
 SNIPPET_WORDS = 8
 # The only file stock LibreOffice does not convert, and what we must call it instead.
@@ -96,9 +96,7 @@ ROWS = manifest_rows()
 
 def test_the_formats_corpus_matches_the_stock_reference() -> None:
     """Without the corpus every test below is an empty set: say so loudly instead of passing quietly."""
-    if not ROWS:
-        pytest.skip(f"{FORMATS_CORPUS}/MANIFEST.tsv is missing: the corpus-formats tests did not run"
-                    " (set DOCWORKER_CORPUS_DIR)")
+    corpora.need_corpus(FORMATS_CORPUS)
     assert sorted(ROWS) == sorted(reference()), "the manifest and tests/data/corpus-formats-stock.tsv disagree"
 
 
@@ -124,18 +122,14 @@ def test_converts_like_stock_libreoffice(relative: str, pool: OfficePool, tmp_pa
 
 def test_word_6_document_is_not_loaded_as_word_97() -> None:
     """The issue's field report: Word 6.0/95 files failed because the load named "MS Word 97"."""
-    src = FORMATS_CORPUS / "tika" / "testWORD6.doc"
-    if not src.is_file():
-        pytest.skip(f"{src} is missing: set DOCWORKER_CORPUS_DIR")
+    src = corpora.need_corpus(FORMATS_CORPUS) / "tika" / "testWORD6.doc"
     sniffed = sniff(src)
     assert (sniffed.kind, sniffed.import_filter) == ("doc95", "MS Word 95")
 
 
 def test_excel_4_worksheet_converts_like_stock(pool: OfficePool, tmp_path: Path) -> None:
     """From ../shared/corpus: stock makes one page showing ID and TOTAL; it was refused before issue 12."""
-    src = FORMATS_CORPUS.parent / "corpus" / "xlrd" / "biff4_no_format_no_window2.xls"
-    if not src.is_file():
-        pytest.skip(f"{src} is missing: set DOCWORKER_CORPUS_DIR")
+    src = corpora.need_corpus(corpora.CORPUS) / "xlrd" / "biff4_no_format_no_window2.xls"
     out = tmp_path / "out.pdf"
     assert convert_file(pool, src, out, src.name, tmp_path).sniffed.import_filter == "MS Excel 4.0"
     assert pdf_page_count(out) == 1

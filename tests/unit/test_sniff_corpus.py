@@ -5,7 +5,6 @@ converts (issue 12).
 from __future__ import annotations
 
 import io
-import os
 import random
 import struct
 import zipfile
@@ -15,11 +14,11 @@ import olefile
 import pytest
 
 from tests.corpora import CORPUS, missing_reason, need_corpus
+from tests.corpora import FORMATS as FORMATS_DIR
 from tests.harness.processes import bytes_read_by_this_process
 from tests.unit.sniff_builders import (
     BILLION_LAUGHS,
     DATA,
-    REPO,
     legacy_with_word_stream,
     odf_parts,
     refused,
@@ -78,13 +77,12 @@ def test_sniff_reads_bytes_not_names(tmp_path):
 
 # --- legacy and other formats stock LibreOffice converts (issue 12) --------------------------------------------
 
-FORMATS_CORPUS = Path(os.environ.get("DOCWORKER_CORPUS_DIR", REPO.parent / "shared")) / "corpus-formats"
+FORMATS_CORPUS = FORMATS_DIR
 
 
 def shared_file(path: Path) -> Path:
-    """A file of the shared corpora; without them the test says loudly that it did not run."""
-    if not path.is_file():
-        pytest.skip(f"shared corpus file missing: {path} (set DOCWORKER_CORPUS_DIR)")
+    """A file of the shared corpora; without them the test says loudly that it did not run (and fails in CI)."""
+    need_corpus(CORPUS if CORPUS in path.parents else FORMATS_CORPUS)
     return path
 
 FORMATS_CORPUS_KINDS = {

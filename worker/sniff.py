@@ -778,11 +778,9 @@ def _sniff_ooxml(archive: zipfile.ZipFile, names: set[str]) -> Sniffed:
 def _sniff_odf(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: set[str]) -> Sniffed:
     """Identify an ODF package by its mimetype entry (or manifest) and refuse encrypted ones."""
     manifest = _read_small_part(archive, "META-INF/manifest.xml")
-    if manifest is not None:
-        xml_guard.check_xml(io.BytesIO(manifest).read, "the manifest")
-        if b"encryption-data" in manifest:
-            raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
-    # Encrypted parts are not XML, so the prolog scan comes only after the encryption check.
+    if manifest is not None and b"encryption-data" in manifest:  # a byte search: nothing is parsed yet
+        raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
+    # Encrypted parts are not XML, so the parse comes only after the encryption check; it vets the manifest too.
     _refuse_hostile_parts(archive, infos)
     mimetype = (_read_small_part(archive, "mimetype") or b"").decode("ascii", "replace").strip()
     if not mimetype and manifest is not None:

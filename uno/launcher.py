@@ -146,12 +146,18 @@ PDF_EXPORT = (
 )
 
 
-def convert_to_pdf(desktop, inpath, outpath, infilter, update_index):
+class LoadFailed(RuntimeError):
+    """loadComponentFromURL refused the document; with a password given, the worker reads it as a wrong password."""
+
+
+def convert_to_pdf(desktop, inpath, outpath, infilter, update_index, filter_data=None, password=""):
     """Load hidden, read-only, macro-free, links never updated, with the import filter sniffing chose; export PDF.
 
     Not unoserver's convert: per call it re-checks the output path, looks the export type and filter up again
     and picks a frame by name, ~2 ms of a ~35 ms one-page conversion, all of it already decided here. Hidden=True
-    matters beyond speed: without it LibreOffice 7.4 aborts on spreadsheets.
+    matters beyond speed: without it LibreOffice 7.4 aborts on spreadsheets. `filter_data` (name -> bool/int/str)
+    becomes the export's FilterData when given (the worker always sends a complete set); `password` the load's
+    Password property (a wrong one and none fail alike: "type detection aborted").
     """
     from com.sun.star.beans import PropertyValue
 
@@ -161,8 +167,18 @@ def convert_to_pdf(desktop, inpath, outpath, infilter, update_index):
              PropertyValue(Name="MacroExecutionMode", Value=0), PropertyValue(Name="UpdateDocMode", Value=0)]
     if infilter:
         props.append(PropertyValue(Name="FilterName", Value=infilter))
-    doc = desktop.loadComponentFromURL(uno.systemPathToFileUrl(os.path.abspath(inpath)), "_blank", 0, tuple(props))
+    if password:
+        props.append(PropertyValue(Name="Password", Value=password))
+    try:
+        doc = desktop.loadComponentFromURL(uno.systemPathToFileUrl(os.path.abspath(inpath)), "_blank", 0,
+                                           tuple(props))
+    except Exception as exc:
+        if password:
+            raise LoadFailed(f"LibreOffice could not open the document with the password given ({exc})") from None
+        raise
     if doc is None:
+        if password:
+            raise LoadFailed("LibreOffice could not open the document with the password given")
         raise RuntimeError(f"Could not load document {inpath} using the {infilter or 'default'} filter.")
     try:
         if update_index and hasattr(doc, "getDocumentIndexes"):
@@ -175,8 +191,11 @@ def convert_to_pdf(desktop, inpath, outpath, infilter, update_index):
         export = next((f for service, f in PDF_EXPORT if service in services), None)
         if export is None:
             raise RuntimeError(f"LibreOffice loaded an unknown kind of document ({sorted(services)[:3]})")
-        doc.storeToURL(uno.systemPathToFileUrl(os.path.abspath(outpath)),
-                       (PropertyValue(Name="FilterName", Value=export), PropertyValue(Name="Overwrite", Value=True)))
+        store = [PropertyValue(Name="FilterName", Value=export), PropertyValue(Name="Overwrite", Value=True)]
+        if filter_data:
+            data = tuple(PropertyValue(Name=k, Value=v) for k, v in sorted(filter_data.items()))
+            store.append(PropertyValue(Name="FilterData", Value=uno.Any("[]com.sun.star.beans.PropertyValue", data)))
+        doc.storeToURL(uno.systemPathToFileUrl(os.path.abspath(outpath)), tuple(store))
     finally:
         doc.close(True)
 
@@ -251,8 +270,8 @@ def main():
     def ping():
         return {"version": converter.uno_info(), "office_pid": office.pid}
 
-    def convert(inpath, outpath, infilter, update_index):
-        convert_to_pdf(converter.desktop, inpath, outpath, infilter, bool(update_index))
+    def convert(inpath, outpath, infilter, update_index, filter_data=None, password=""):
+        convert_to_pdf(converter.desktop, inpath, outpath, infilter, bool(update_index), filter_data, password)
         return True
 
     # HTTP/1.1: the supervisor keeps one connection per instance open instead of a TCP handshake per call

@@ -7,12 +7,26 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from worker import pdf_checks
 from worker.errors import Reason, WorkerError
-from worker.office import ConversionTiming, Converter
+from worker.office import STOCK_EXPORT, ConversionTiming, Converter, Export
+from worker.options import DEFAULT, Passwords, PdfOptions
+from worker.pdf_checks import CheckFailure
 from worker.sniff import Sniffed, sniff
+
+NO_PASSWORDS = Passwords()
+
+
+class VerificationFailed(WorkerError):
+    """The exported PDF does not carry what its options asked for: a permanent failure naming each check."""
+
+    def __init__(self, failures: list[CheckFailure]) -> None:
+        self.failures = failures
+        super().__init__(Reason.VERIFICATION_FAILED, "the PDF does not meet the options asked for: "
+                         + "; ".join(f"{f.reason.value} ({f.detail})" for f in failures))
 
 
 @dataclass(frozen=True)
@@ -24,14 +38,18 @@ class Converted:
 
 def convert_file(
     pool: Converter, src: Path, dst: Path, name_hint: str, work_root: Path | None = None,
-    sniffed: Sniffed | None = None,
+    sniffed: Sniffed | None = None, *, options: PdfOptions = DEFAULT, passwords: Passwords = NO_PASSWORDS,
+    expected_pages: int | None = None,
 ) -> Converted:
     """Convert src to dst (a PDF); raise WorkerError with a reason from the closed set on anything else.
 
     Every job gets its own temp dir with fixed names, so no object name ever becomes a path, and a lock file left
-    by an office killed mid-write can never block a later conversion. Pass `sniffed` when the caller already has it.
+    by an office killed mid-write can never block a later conversion. Pass `sniffed` when the caller already has it
+    (sniffed with `password=passwords.input_password`). Options other than the defaults are exported with their
+    FilterData and then verified in the PDF (VerificationFailed); the defaults cost nothing extra.
     """
-    sniffed = sniffed or sniff(src, name_hint)
+    sniffed = sniffed or sniff(src, name_hint, password=passwords.input_password)
+    export = export_for(options, passwords)
     with tempfile.TemporaryDirectory(prefix="job-", dir=work_root) as tmp:
         staged = Path(tmp) / ("input" + sniffed.extension)
         out = Path(tmp) / "output.pdf"
@@ -39,11 +57,24 @@ def convert_file(
             staged.symlink_to(src.resolve())
         except OSError:
             shutil.copyfile(src, staged)
-        timing = pool.convert(staged, out, sniffed.import_filter)
+        timing = pool.convert(staged, out, sniffed.import_filter, export)
         check_pdf(out)
+        if export.filter_data is not None:
+            failures = pdf_checks.check_pdf(out, options, passwords, expected_pages=expected_pages)
+            if failures:
+                raise VerificationFailed(failures)
         size = out.stat().st_size
         shutil.move(str(out), dst)
     return Converted(sniffed, timing, size)
+
+
+def export_for(options: PdfOptions, passwords: Passwords) -> Export:
+    """The stock export unless something was asked: no FilterData means LibreOffice's configured defaults."""
+    exported = replace(options, password_secret=None, update_indexes=None) != DEFAULT
+    if not exported and passwords.input_password is None and options.update_indexes is None:
+        return STOCK_EXPORT
+    return Export(options.to_filter_data(passwords) if exported else None, passwords.input_password,
+                  options.update_indexes)
 
 
 def check_pdf(path: Path) -> None:

@@ -11,7 +11,11 @@ class Reason(StrEnum):
     # The input itself: permanent, redelivery would never help.
     EMPTY = "empty"
     UNSUPPORTED_TYPE = "unsupported_type"
-    ENCRYPTED = "encrypted"
+    ENCRYPTED = "encrypted"  # encrypted in a way no password we could be given opens (iWork, WordPerfect, ...)
+    PASSWORD_REQUIRED = "password_required"  # encrypted, openable with its password, and none was named
+    PASSWORD_WRONG = "password_wrong"  # the named password does not open it
+    BAD_OPTION = "bad_option"  # a per-document option (docworker-* metadata, form field) is unknown or invalid
+    VERIFICATION_FAILED = "verification_failed"  # the exported PDF does not carry what its options asked for
     CORRUPT = "corrupt"
     ZIP_BOMB = "zip_bomb"
     HOSTILE = "hostile"

@@ -14,7 +14,7 @@ import re
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote
@@ -55,6 +55,7 @@ class Sniffed:
     family: Family
     import_filter: str
     extension: str
+    encrypted: bool = False  # passed only because a password was given; the office's load decides the rest
 
 
 _OOXML_MAIN_TYPES: dict[str, str] = {
@@ -103,9 +104,27 @@ _FLAT_ODF_MIMETYPES: dict[str, str] = {
 _OFFICE_DOCUMENT_REL = re.compile(r"(/relationships/officeDocument|/visio/2010/relationships/document)$")
 
 _MSG_ENCRYPTED = "the file is an encrypted Office document; remove the password and upload again"
+_MSG_PASSWORD_REQUIRED = ("the file is password-protected; name the secret holding its password with the "
+                          "docworker-password-secret metadata key (docs/options.md), or remove the password and "
+                          "upload again")
+_MSG_PASSWORD_WRONG = ("the password named by docworker-password-secret does not open the file; check the secret's "
+                       "value")
 _ADVICE_RESAVE = "save it again from the application that made it and upload again"
 _ADVICE_BOMB = "office applications never write files like this; upload the document as its application saved it"
 _MSG_DAMAGED = "the file is damaged and cannot be read; " + _ADVICE_RESAVE
+
+
+class Encrypted(WorkerError):
+    """An encrypted input. `kind` is set when LibreOffice opens it given its password (reason password_required);
+    "ooxml" stands for an encrypted OOXML package, whose real kind only its decrypted content tells.
+    """
+
+    def __init__(self, kind: str | None, message: str = _MSG_ENCRYPTED) -> None:
+        if kind is None:
+            super().__init__(Reason.ENCRYPTED, message)
+        else:
+            super().__init__(Reason.PASSWORD_REQUIRED, _MSG_PASSWORD_REQUIRED)
+        self.kind = kind
 
 
 def sniff(
@@ -114,8 +133,29 @@ def sniff(
     *,
     max_uncompressed_bytes: int = 512 * 2**20,
     max_entries: int = 10_000,
+    password: str | None = None,
 ) -> Sniffed:
-    """Identify `path` from its content, or raise WorkerError saying why LibreOffice must never see it."""
+    """Identify `path` from its content, or raise WorkerError saying why LibreOffice must never see it.
+
+    With `password`, an encrypted input LibreOffice can open passes: an OOXML package is decrypted here (so a
+    wrong password is `password_wrong` before any office, and its content is vetted like any other), an ODF or
+    legacy binary file passes as it is and the office's load decides.
+    """
+    try:
+        return _sniff_plain(path, name_hint, max_uncompressed_bytes, max_entries)
+    except Encrypted as exc:
+        if password is None or exc.kind is None:
+            raise
+        if exc.kind != "ooxml":
+            return replace(_sniffed(exc.kind), encrypted=True)
+        with path.open("rb") as fp:
+            package = _decrypt_ooxml(fp, password)
+        size = package.seek(0, io.SEEK_END)
+        package.seek(0)
+        return replace(_sniff_zip(package, size, max_uncompressed_bytes, max_entries), encrypted=True)
+
+
+def _sniff_plain(path: Path, name_hint: str, max_uncompressed_bytes: int, max_entries: int) -> Sniffed:
     try:
         with path.open("rb") as fp:
             size = fp.seek(0, io.SEEK_END)
@@ -779,7 +819,9 @@ def _sniff_odf(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: se
     """Identify an ODF package by its mimetype entry (or manifest) and refuse encrypted ones."""
     manifest = _read_small_part(archive, "META-INF/manifest.xml")
     if manifest is not None and b"encryption-data" in manifest:  # a byte search: nothing is parsed yet
-        raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
+        # the mimetype entry is never encrypted, so the kind LibreOffice would open with the password is known
+        mimetype_entry = (_read_small_part(archive, "mimetype") or b"").decode("ascii", "replace").strip()
+        raise Encrypted(_ODF_MIMETYPES.get(mimetype_entry))
     # Encrypted parts are not XML, so the parse comes only after the encryption check; it vets the manifest too.
     _refuse_hostile_parts(archive, infos)
     mimetype = (_read_small_part(archive, "mimetype") or b"").decode("ascii", "replace").strip()
@@ -819,9 +861,9 @@ def _sniff_ole(fp: BinaryIO, max_uncompressed_bytes: int, max_entries: int) -> S
     kind = _ole_kind(ole, streams)
     if kind in ("doc", "xls", "ppt"):
         if _legacy_is_encrypted(fp, kind):
-            raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
+            raise Encrypted(kind)
     elif kind in ("doc95", "xls95") and _pre97_is_encrypted(ole, kind):
-        raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED)
+        raise Encrypted(None)
     return _sniffed(kind)
 
 
@@ -934,10 +976,22 @@ def _sniff_encrypted_ooxml(fp: BinaryIO, max_uncompressed_bytes: int, max_entrie
     except WorkerError:
         raise
     except Exception as exc:  # a wrong default password, or EncryptionInfo we cannot parse: a real password
-        raise WorkerError(Reason.ENCRYPTED, _MSG_ENCRYPTED) from exc
+        raise Encrypted("ooxml") from exc
     size = package.seek(0, io.SEEK_END)
     package.seek(0)
     return _sniff_zip(package, size, max_uncompressed_bytes, max_entries)
+
+
+def _decrypt_ooxml(fp: BinaryIO, password: str) -> io.BytesIO:
+    """Decrypt an encrypted OOXML package with the uploader's password (only agile/standard, bounded work)."""
+    try:
+        office_file = msoffcrypto.OfficeFile(fp)
+        office_file.load_key(password=password)
+        package = io.BytesIO()
+        office_file.decrypt(package)
+    except Exception as exc:  # msoffcrypto raises InvalidKeyError and others for a wrong password
+        raise WorkerError(Reason.PASSWORD_WRONG, _MSG_PASSWORD_WRONG) from exc
+    return package
 
 
 def _sniffed(kind: str) -> Sniffed:

@@ -1,9 +1,11 @@
 """The office pool: supervised LibreOffice instances behind one convert() call."""
 
 from worker.office.api import (
+           STOCK_EXPORT,
            ConversionPool,
            ConversionTiming,
            Converter,
+           Export,
            InstanceStatus,
            PoolView,
            RestartReason,
@@ -11,5 +13,15 @@ from worker.office.api import (
 )
 from worker.office.pool import OfficePool
 
-__all__ = ["ConversionPool", "ConversionTiming", "Converter", "InstanceStatus", "OfficePool", "PoolView",
-           "RestartReason", "State"]
+__all__ = [
+           "STOCK_EXPORT",
+           "ConversionPool",
+           "ConversionTiming",
+           "Converter",
+           "Export",
+           "InstanceStatus",
+           "OfficePool",
+           "PoolView",
+           "RestartReason",
+           "State",
+]

@@ -52,10 +52,32 @@ class ConversionTiming:
     instance: int
 
 
+@dataclass(frozen=True)
+class Export:
+    """How to load and export one document; the default is the stock export the profile configures.
+
+    `filter_data` None sends no FilterData (LibreOffice then uses the profile's PDF settings); any mapping must be
+    complete (worker/options.py to_filter_data says why). `load_password` opens an encrypted input; it crosses
+    to the launcher over its private socket only, never argv or a log. `update_indexes` None: the service setting.
+    """
+
+    filter_data: Mapping[str, bool | int | str] | None = None
+    load_password: str | None = None
+    update_indexes: bool | None = None
+
+    def __repr__(self) -> str:
+        return (f"Export(filter_data={'custom' if self.filter_data else None}, "
+                f"load_password={'***' if self.load_password else None}, update_indexes={self.update_indexes})")
+
+
+STOCK_EXPORT = Export()
+
+
 class Converter(Protocol):
     """What a job needs from the pool (worker/conversion.py, worker/job.py)."""
 
-    def convert(self, src: Path, dst: Path, import_filter: str | None = None) -> ConversionTiming:
+    def convert(self, src: Path, dst: Path, import_filter: str | None = None,
+                export: Export = STOCK_EXPORT) -> ConversionTiming:
         """src to PDF at dst; WorkerError with a retryable reason on any office trouble."""
         ...
 

@@ -15,6 +15,9 @@ def conversion_error(result: Result, cause: Exception, settings: OfficeSettings)
         return WorkerError(Reason.CONVERSION_TIMEOUT,
                            f"conversion did not finish within {settings.conversion_timeout_s:g} s")
     if result is Result.FAULT and isinstance(cause, xmlrpc.client.Fault):
+        if "LoadFailed'>" in str(cause.faultString):  # uno/launcher.py: the load failed with a password given
+            return WorkerError(Reason.PASSWORD_WRONG, "the password named by docworker-password-secret does not "
+                               "open the document; check the secret's value")
         return WorkerError(Reason.CONVERSION_FAILED, fault_message(cause))
     if result is Result.MEMORY_KILLED:
         return WorkerError(Reason.MEMORY_EXHAUSTED, "the document made the office grow past "

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from worker.config import OfficeSettings
 from worker.office import procfs
+from worker.office.api import STOCK_EXPORT, Export
 from worker.office.launch import LAUNCHER_EXIT_OFFICE_KILLED, RPC_SOCKET, free_port, launcher_command, lifeline_fd
 from worker.office.procfs import group_members, host_pid, unix_socket_paths
 from worker.office.profile import add_dead_proxy
@@ -174,7 +175,8 @@ class OfficeInstance:
         assert isinstance(result, dict)
         return result
 
-    def convert(self, src: Path, dst: Path, import_filter: str | None, timeout: float) -> None:
+    def convert(self, src: Path, dst: Path, import_filter: str | None, export: Export = STOCK_EXPORT, *,
+                timeout: float) -> None:
         """Stage src in a fresh directory of the jobs area (the only input the office sees), convert, copy the PDF out.
 
         The office can write in its instance directory, so a compromised one could plant symlinks there: every
@@ -192,8 +194,9 @@ class OfficeInstance:
                 _stage(src.resolve(), staged, job_fd, self.sandbox)
                 self.sandbox.give_fd(job_fd)
                 job = self.dir / "jobs" / name
+                update = self.settings.update_indexes if export.update_indexes is None else export.update_indexes
                 self._call(timeout, "convert", str(job / staged), str(job / "output.pdf"), import_filter or "",
-                           self.settings.update_indexes)
+                           update, dict(export.filter_data or {}), export.load_password or "")
                 _copy_out(job_fd, "output.pdf", dst)
             finally:
                 os.close(job_fd)

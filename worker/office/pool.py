@@ -22,7 +22,7 @@ from typing import IO
 
 from worker.config import OfficeSettings
 from worker.errors import Reason, WorkerError
-from worker.office.api import ConversionTiming, InstanceStatus, RestartReason, State
+from worker.office.api import STOCK_EXPORT, ConversionTiming, Export, InstanceStatus, RestartReason, State
 from worker.office.faults import conversion_error
 from worker.office.instance import OfficeInstance, OfficeStartError
 from worker.office.launch import launcher_files
@@ -158,7 +158,8 @@ class OfficePool:
 
     # -- the one public operation ------------------------------------------------------------------
 
-    def convert(self, src: Path, dst: Path, import_filter: str | None = None) -> ConversionTiming:
+    def convert(self, src: Path, dst: Path, import_filter: str | None = None,
+                export: Export = STOCK_EXPORT) -> ConversionTiming:
         """Convert src to PDF at dst on a free instance; WorkerError with a retryable reason on any office trouble."""
         with self._lock:
             if self._closed:
@@ -180,7 +181,7 @@ class OfficePool:
         waited = self.clock() - t0
         try:
             t1 = self.clock()
-            self._convert_on(slot, src, dst, import_filter)
+            self._convert_on(slot, src, dst, import_filter, export)
             return ConversionTiming(waited, self.clock() - t1, slot.index)
         finally:
             slot.use.release()
@@ -206,11 +207,11 @@ class OfficePool:
                 self._waiting -= 1
             return slot
 
-    def _convert_on(self, slot: _Slot, src: Path, dst: Path, import_filter: str | None) -> None:
+    def _convert_on(self, slot: _Slot, src: Path, dst: Path, import_filter: str | None, export: Export) -> None:
         inst = slot.instance
         assert inst is not None
         try:
-            inst.convert(src, dst, import_filter, timeout=self.settings.conversion_timeout_s)
+            inst.convert(src, dst, import_filter, export, timeout=self.settings.conversion_timeout_s)
         except CONVERSION_ERRORS as exc:
             result = self._failure(slot, inst, exc)
             self._carry_out(slot, decide(Facts(result, slot.conversions, 0, slot.building), self._limits()))

@@ -15,7 +15,7 @@ from worker.errors import Reason, WorkerError
 from worker.office import STOCK_EXPORT, ConversionTiming, Converter, Export
 from worker.options import DEFAULT, Passwords, PdfOptions
 from worker.pdf_checks import CheckFailure
-from worker.sniff import Sniffed, sniff
+from worker.sniff import Sniffed, decrypt_legacy, sniff
 
 NO_PASSWORDS = Passwords()
 
@@ -53,10 +53,14 @@ def convert_file(
     with tempfile.TemporaryDirectory(prefix="job-", dir=work_root) as tmp:
         staged = Path(tmp) / ("input" + sniffed.extension)
         out = Path(tmp) / "output.pdf"
-        try:
-            staged.symlink_to(src.resolve())
-        except OSError:
-            shutil.copyfile(src, staged)
+        if sniffed.encrypted and sniffed.kind == "ppt" and passwords.input_password:
+            decrypt_legacy(src, passwords.input_password, staged)  # LibreOffice 7.4 cannot open it (sniff.py)
+            export = replace(export, load_password=None)
+        else:
+            try:
+                staged.symlink_to(src.resolve())
+            except OSError:
+                shutil.copyfile(src, staged)
         timing = pool.convert(staged, out, sniffed.import_filter, export)
         check_pdf(out)
         if export.filter_data is not None:

@@ -18,7 +18,7 @@ from worker.config import Config, OfficeSettings
 from worker.errors import Reason, WorkerError
 from worker.events import ObjectEvent
 from worker.job import Job, Outcome, output_names
-from worker.office import ConversionTiming
+from worker.office import STOCK_EXPORT, ConversionTiming, Export
 from worker.storage import ObjectGone, ObjectInfo
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -107,7 +107,8 @@ class FakePool:
         self.calls = 0
         self.seen: list[Path] = []
 
-    def convert(self, src: Path, dst: Path, import_filter: str | None = None) -> ConversionTiming:
+    def convert(self, src: Path, dst: Path, import_filter: str | None = None,
+                export: Export = STOCK_EXPORT) -> ConversionTiming:
         self.calls += 1
         self.seen.append(src)
         assert src.exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import subprocess
 import zipfile
+from pathlib import Path
 
 import msoffcrypto
 import pytest

@@ -1,31 +1,33 @@
 """Every PDF option changes a real LibreOffice export as asked, and its check fails on a stock export.
 
-The exports use stock `soffice --convert-to 'pdf:<filter>:<JSON FilterData>'` (LibreOffice 7.4 reads JSON filter
-options on the command line) with the FilterData `PdfOptions.to_filter_data()` builds, on a private copy of the
-hardened profile: the simplest real path that does not need the launcher. One soffice process per export.
+The exports go the way a push's do: convert_file on a running office pool (the launcher passes the FilterData
+`PdfOptions.to_filter_data()` builds to storeToURL and verifies the PDF), so every test here also proves the
+wiring. The checks are then shown failing on the pool's stock export (no FilterData at all).
 """
 
 from __future__ import annotations
 
 import base64
 import random
-import shutil
 import struct
-import subprocess
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pikepdf
 import pytest
 from pypdf import PdfReader
 
-from tests.integration.conftest_office import CORPUS, DATA, REPO
-from worker.options import Passwords, PdfOptions, filter_json, from_metadata
+from tests.integration.conftest_office import CORPUS, DATA, initialised_template, office_settings, running_pool
+from worker.conversion import VerificationFailed, convert_file
+from worker.errors import Reason, WorkerError
+from worker.office import Export, OfficePool
+from worker.options import Passwords, PdfOptions, from_metadata
 from worker.pdf_checks import Failure, check_pdf
+from worker.sniff import sniff
 
 pytestmark = pytest.mark.office
 
-SOFFICE = "/usr/lib/libreoffice/program/soffice"
 FORMS_DOCX = CORPUS / "docx4j" / "LegacyForms.docx"  # three legacy form fields (Apache-2.0, docx4j tests)
 COMMENT = "Reviewer comment zebra"
 _NS = (
@@ -81,37 +83,37 @@ def tall_fods(path: Path, sheets: int = 2, rows: int = 300) -> None:
 
 
 class Exporter:
-    """Stock soffice on a private copy of the hardened profile; one process at a time."""
+    """A running pool and a place for its PDFs; every export is one conversion on a warm office."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, pool: OfficePool) -> None:
         self.work = work
-        self.profile = work / "profile"
-        shutil.copytree(REPO / "uno" / "profile", self.profile)
+        self.pool = pool
         self.count = 0
 
-    def export(self, sources: list[Path], filter_data: dict[str, bool | int | str] | None = None,
-               calc: bool = False) -> list[Path]:
+    def _next(self, source: Path) -> Path:
         self.count += 1
-        out = self.work / f"out{self.count}"
-        target = "pdf"
-        if filter_data is not None:
-            target = f"pdf:{'calc' if calc else 'writer'}_pdf_Export:{filter_json(filter_data)}"
-        cmd = [SOFFICE, "--headless", "--norestore", f"-env:UserInstallation={self.profile.as_uri()}",
-               "--convert-to", target, "--outdir", str(out), *map(str, sources)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-        pdfs = [out / (src.stem + ".pdf") for src in sources]
-        missing = [p.name for p in pdfs if not p.is_file()]
-        assert not missing, f"soffice made no {missing}: rc={proc.returncode} {proc.stderr[-500:]}"
-        return pdfs
+        return self.work / f"{self.count}-{source.stem}.pdf"
+
+    def export_raw(self, source: Path, export: Export) -> Path:
+        """Straight to the pool with this Export (no verification): for the stock export and raw FilterData."""
+        out = self._next(source)
+        self.pool.convert(source, out, sniff(source, source.name).import_filter, export)
+        return out
 
     def export_one(self, source: Path, options: PdfOptions, passwords: Passwords | None = None,
                    calc: bool = False) -> Path:
-        return self.export([source], options.to_filter_data(passwords), calc=calc)[0]
+        """The push path's conversion: convert_file exports with the options and raises if its checks fail."""
+        out = self._next(source)
+        convert_file(self.pool, source, out, source.name, self.work, options=options,
+                     passwords=passwords or Passwords())
+        return out
 
 
 @pytest.fixture(scope="module")
-def exporter(tmp_path_factory: pytest.TempPathFactory) -> Exporter:
-    return Exporter(tmp_path_factory.mktemp("pdf-options"))
+def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
+    work = tmp_path_factory.mktemp("pdf-options")
+    with running_pool(office_settings(work / "pool", initialised_template(work))) as pool:
+        yield Exporter(work, pool)
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +128,8 @@ def sources(exporter: Exporter) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def stock(exporter: Exporter, sources: dict[str, Path]) -> dict[str, Path]:
-    """The stock export (no FilterData at all) of every source, in one soffice process."""
-    names = list(sources)
-    return dict(zip(names, exporter.export([sources[n] for n in names]), strict=True))
+    """The stock export (no FilterData at all) of every source."""
+    return {name: exporter.export_raw(path, Export()) for name, path in sources.items()}
 
 
 def reasons(pdf: Path, options: PdfOptions, passwords: Passwords | None = None, **kw: int) -> set[Failure]:
@@ -156,7 +157,7 @@ def annotations(pdf: Path) -> list[tuple[str, str]]:
 def test_default_filter_data_reproduces_the_stock_export(exporter: Exporter, sources: dict[str, Path],
                                                           stock: dict[str, Path]) -> None:
     """Any FilterData switches LibreOffice to its filter's built-in defaults (notes on, quality 80): ours must not."""
-    pdf = exporter.export_one(sources["features"], PdfOptions())
+    pdf = exporter.export_raw(sources["features"], Export(filter_data=PdfOptions().to_filter_data()))
     assert images(pdf) == images(stock["features"])  # same JPEG quality, same resolution
     assert annotations(pdf) == annotations(stock["features"]) == []
     with pikepdf.open(pdf) as a, pikepdf.open(stock["features"]) as b:
@@ -319,3 +320,46 @@ def test_a_file_that_is_no_pdf_is_unreadable(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pdf"
     junk.write_bytes(b"this is not a PDF at all\n" * 10)
     assert reasons(junk, opts(pdfa="2b")) == {Failure.UNREADABLE}
+
+
+# --- the whole conversion: verification failures, encrypted inputs -----------------------------------------
+
+
+def test_a_pdf_that_misses_its_check_is_a_verification_failure(exporter: Exporter, sources: dict[str, Path]) -> None:
+    """convert_file refuses to hand back a PDF whose check fails (here: the caller knew 3 pages were due)."""
+    out = exporter.work / "never.pdf"
+    with pytest.raises(VerificationFailed) as caught:
+        convert_file(exporter.pool, sources["10pages"], out, "10pages.docx", exporter.work,
+                     options=opts(pages="2-4,7"), expected_pages=3)
+    assert caught.value.reason is Reason.VERIFICATION_FAILED
+    assert [f.reason for f in caught.value.failures] == [Failure.PAGE_COUNT_MISMATCH]
+    assert not out.exists()
+
+
+# The corpus's encrypted documents whose password its manifest gives (../shared/corpus/MANIFEST.tsv).
+PASSWORDS = {
+    "msoffcrypto-tool/example_password.docx": "Password1234_",
+    "msoffcrypto-tool/example_password.xlsx": "Password1234_",
+    "msoffcrypto-tool/ecma376standard_password.docx": "Password1234_",
+    "msoffcrypto-tool/rc4cryptoapi_password.doc": "Password1234_",
+    "msoffcrypto-tool/rc4cryptoapi_password.xls": "Password1234_",
+    "msoffcrypto-tool/rc4cryptoapi_password.ppt": "Password1234_",
+    "msoffcrypto-tool/xor_password_123456789012345.xls": "123456789012345",
+    "jodconverter/test_password.odt": "test",
+}
+
+
+@pytest.mark.parametrize("relative", sorted(PASSWORDS))
+def test_an_encrypted_input_converts_with_its_password_and_names_a_wrong_or_missing_one(
+        exporter: Exporter, relative: str) -> None:
+    source = CORPUS / relative
+    assert source.is_file(), f"the corpus document {source} is missing"
+    named = opts(password_secret="input")
+    pdf = exporter.export_one(source, named, Passwords(input_password=PASSWORDS[relative]))
+    assert len(PdfReader(pdf).pages) >= 1
+    for passwords, reason in ((Passwords(input_password="not the password"), Reason.PASSWORD_WRONG),
+                              (Passwords(), Reason.PASSWORD_REQUIRED)):
+        with pytest.raises(WorkerError) as caught:
+            exporter.export_one(source, named if passwords.input_password else PdfOptions(), passwords)
+        assert caught.value.reason is reason, caught.value
+    assert exporter.pool.ready()  # a wrong password never costs an office

@@ -1,4 +1,5 @@
-"""Per-document options: parse cost per push, and PDF/A-2b vs stock export with soffice, side by side in one run.
+"""Per-document options: parse cost per push, PDF/A-2b vs stock export with soffice, and the same through our
+pool (warm office, FilterData over the launcher, verification), side by side in one run.
 
 Run from the repo root: `.venv/bin/python bench/options.py [--rounds N]`; prints a Markdown table for
 docs/options.md. The soffice variants are interleaved round by round (each round starts with the next variant) on
@@ -21,7 +22,12 @@ sys.path.insert(0, str(REPO))
 
 from measure import DOC1, interleaved, medians, rotate, timed  # noqa: E402
 
+from worker.config import OfficeSettings  # noqa: E402
+from worker.conversion import convert_file  # noqa: E402
+from worker.office import Export, OfficePool  # noqa: E402
+from worker.office.profile import build_template  # noqa: E402
 from worker.options import PdfOptions, filter_json, from_metadata  # noqa: E402
+from worker.sniff import sniff  # noqa: E402
 
 SOFFICE = "/usr/lib/libreoffice/program/soffice"
 SAMPLE = DOC1
@@ -88,6 +94,42 @@ def export_costs(rounds: int) -> tuple[dict[str, list[float]], dict[str, list[fl
             {name: [b for _, b in runs] for name, runs in samples.items()})
 
 
+PDFA = from_metadata({"docworker-pdfa": "2b"})
+
+
+def pool_costs(rounds: int, per_round: int = 10) -> dict[str, list[float]]:
+    """Seconds per conversion on one warm office, variants interleaved round by round: the stock export (what a
+    push without options runs), the PDF/A-2b FilterData alone (the export, as stock soffice does it) and the
+    whole convert_file a push with pdfa=2b runs (export + verification)."""
+    with tempfile.TemporaryDirectory(prefix="bench-options-pool-") as tmp:
+        work = Path(tmp)
+        template = build_template(OfficeSettings(work_dir=work), work / "profile-template")
+        pool = OfficePool(OfficeSettings(work_dir=work / "pool", profile_template=template, pool_size=1))
+        pool.start()
+        import_filter = sniff(SAMPLE, SAMPLE.name).import_filter
+        exports = {"pool: stock export (no options)": Export(),
+                   "pool: PDF/A-2b FilterData": Export(filter_data=PDFA.to_filter_data())}
+
+        def one(name: str, _round: int) -> float:
+            runs = []
+            for i in range(per_round):
+                out = work / f"{name[:4]}-{i}.pdf"
+                if name in exports:
+                    runs.append(timed(lambda out=out: pool.convert(SAMPLE, out, import_filter, exports[name])))
+                else:
+                    runs.append(timed(lambda out=out: convert_file(pool, SAMPLE, out, SAMPLE.name, work, options=PDFA)))
+                out.unlink()
+            return statistics.median(runs)
+
+        try:
+            for name in [*exports, "pool: convert_file pdfa=2b (export + verification)"]:
+                one(name, 0)  # warm every path once
+            return interleaved(rounds, [*exports, "pool: convert_file pdfa=2b (export + verification)"], one,
+                               order=rotate)
+        finally:
+            pool.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7)
@@ -108,6 +150,13 @@ def main() -> int:
         per_doc = (many - one) / (BATCH - 1)
         print(f"| {name} | {one:.3f} s | {one / base_single:.2f}x | {many:.3f} s | {per_doc * 1000:.0f} ms "
               f"| {per_doc / base_doc:.2f}x |")
+    stock_pdfa = (batch_docs["PDF/A-2b FilterData"] - one_doc["PDF/A-2b FilterData"]) / (BATCH - 1)
+    pool = medians(pool_costs(args.rounds))
+    print(f"\n| sample.docx, warm pool of 1 ({args.rounds} interleaved rounds of 10) | per doc | vs pool stock "
+          "| vs soffice PDF/A-2b per extra doc |\n|---|---|---|---|")
+    base_pool = pool["pool: stock export (no options)"]
+    for name, seconds in pool.items():
+        print(f"| {name} | {seconds * 1000:.1f} ms | {seconds / base_pool:.2f}x | {seconds / stock_pdfa:.2f}x |")
     return 0
 
 

@@ -57,7 +57,8 @@ FLAG_BELOW = 0.9  # text similarity under this is flagged in the table (not a fa
 # We refuse these on purpose even when stock LibreOffice would print something: an encrypted file has no readable
 # content without its password, a bomb or hostile file would hurt the service, a file over MAX_INPUT_BYTES is never
 # downloaded, and a 0-byte upload has no document (stock prints a blank page).
-POLICY_REASONS = frozenset({Reason.ENCRYPTED, Reason.HOSTILE, Reason.ZIP_BOMB, Reason.TOO_LARGE, Reason.EMPTY})
+POLICY_REASONS = frozenset({Reason.ENCRYPTED, Reason.PASSWORD_REQUIRED, Reason.HOSTILE, Reason.ZIP_BOMB,
+                            Reason.TOO_LARGE, Reason.EMPTY})
 POLICY_NOTES = ("bomb", "hostile")  # manifest notes that mark a file as refused on purpose, whatever the reason
 # Differences explained by the document itself, checked by hand; shown beside the numbers, never hiding them.
 KNOWN_DIFFERENCES = {

@@ -87,7 +87,7 @@ BAD_INPUT_REASONS = {
     "empty": Reason.EMPTY,
     "random": Reason.UNSUPPORTED_TYPE,
     "truncated": Reason.CORRUPT,
-    "encrypted": Reason.ENCRYPTED,
+    "encrypted": Reason.PASSWORD_REQUIRED,
 }
 
 

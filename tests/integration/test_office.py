@@ -47,6 +47,7 @@ from worker.office import OfficePool, State
 from worker.office.instance import OfficeInstance
 from worker.office.procfs import group_members
 from worker.office.profile import records_office_version
+from worker.options import DEFAULT, PdfOptions, from_metadata
 
 pytestmark = pytest.mark.office
 
@@ -68,9 +69,9 @@ def shared_pool(tmp_path_factory: pytest.TempPathFactory, template: Path) -> Ite
     assert office_pids_under(settings.work_dir) == []
 
 
-def convert_sample(pool: OfficePool, tmp_path: Path, src: Path = SAMPLE) -> Path:
+def convert_sample(pool: OfficePool, tmp_path: Path, src: Path = SAMPLE, options: PdfOptions = DEFAULT) -> Path:
     out = tmp_path / f"{src.stem}-{time.monotonic_ns()}.pdf"
-    convert_file(pool, src, out, src.name, tmp_path)
+    convert_file(pool, src, out, src.name, tmp_path, options=options)
     return out
 
 
@@ -345,22 +346,28 @@ def test_idle_office_that_dies_is_restarted_by_the_monitor(tmp_path: Path, templ
 
 
 def test_update_indexes_rebuilds_a_stale_table_of_contents(tmp_path: Path, template: Path) -> None:
-    """UPDATE_INDEXES=true regenerates tables of contents before export; documents without indexes still convert."""
+    """UPDATE_INDEXES=true regenerates tables of contents before export; documents without indexes still convert.
+
+    The per-document option docworker-update-indexes overrides the service setting either way.
+    """
     toc = ('<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> TOC \\o "1-3"'
            ' \\u </w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>STALE ENTRY</w:t>'
            '</w:r><w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>')
     heading = '<w:p><w:pPr><w:outlineLvl w:val="0"/></w:pPr><w:r><w:t>{}</w:t></w:r></w:p>'
     doc = tmp_path / "toc.docx"
     write_docx(doc, toc + heading.format("Alpha Chapter") + paragraph("one") + heading.format("Beta Chapter"))
-    texts = {}
+    texts, overridden = {}, {}
     for update in (False, True):
         with running_pool(office_settings(tmp_path / f"work-{update}", template, update_indexes=update)) as pool:
             texts[update] = pdf_text(convert_sample(pool, tmp_path, doc))[1]
+            per_doc = from_metadata({"docworker-update-indexes": str(not update).lower()})
+            overridden[not update] = pdf_text(convert_sample(pool, tmp_path, doc, per_doc))[1]
             if update:
                 for ext in ("xlsx", "pptx"):  # no indexes to update: must convert as usual
                     assert pdf_text(convert_sample(pool, tmp_path, DATA / f"sample.{ext}"))[0] >= 1
     assert "STALE ENTRY" in texts[False]  # the control: without the update the cached entry stays
     assert "STALE ENTRY" not in texts[True]
+    assert "STALE ENTRY" in overridden[False] and "STALE ENTRY" not in overridden[True]
     assert re.search(r"Alpha Chapter\.+\s*1", texts[True]) and re.search(r"Beta Chapter\.+", texts[True])
 
 

@@ -230,7 +230,8 @@ def test_encrypted_and_corrupt_documents_end_as_failure_records_delivered_once(
     # The corpus' "corrupt" files (python-pptx/missing_rels_item.pptx, xlrd/corrupted_error.xls) still convert:
     # LibreOffice repairs them. A corpus docx cut in half is corrupt beyond repair (its zip directory is gone).
     corrupt = (CORPUS / "Open-XML-SDK" / "5Errors.docx").read_bytes()[:6000]
-    cases: dict[str, tuple[Path | bytes, str]] = {"incoming/hostile/encrypted.docx": (encrypted, "encrypted"),
+    # Encrypted OOXML opens with its password: without a docworker-password-secret it is password_required.
+    cases: dict[str, tuple[Path | bytes, str]] = {"incoming/hostile/encrypted.docx": (encrypted, "password_required"),
              "incoming/hostile/truncated.docx": (corrupt, "corrupt")}
     uploaded = {name: upload(chain, IN_BUCKET, name, src) for name, (src, _) in cases.items()}
 

@@ -20,6 +20,7 @@ from tests.corpora import CORPUS, need_corpus
 from tests.unit.test_job import IN, OUT, SAMPLE, FakePool, FakeStore, event
 from worker.config import Config, OfficeSettings
 from worker.errors import Reason
+from worker.events import ObjectEvent
 from worker.job import META_OPTIONS, Job, Outcome
 from worker.office import STOCK_EXPORT, ConversionTiming, Export
 from worker.options import DEFAULT, MountedSecrets, PdfOptions
@@ -83,8 +84,10 @@ def make_job(config: Config, pool: FakePool, store: FakeStore, secrets_dir: Path
                now=lambda: datetime(2026, 12, 2, tzinfo=UTC))
 
 
-def meta_event(info: ObjectInfo, metadata: dict[str, str] | None, **kw: object) -> object:
-    return replace(event(info, **kw), metadata=metadata)  # type: ignore[arg-type]
+def meta_event(info: ObjectInfo, metadata: dict[str, str] | None, *, message_id: str = "m-1",
+               delivery_attempt: int | None = None) -> ObjectEvent:
+    """The event of `info` as a push with the object resource would carry it (None: payload format NONE)."""
+    return replace(event(info, message_id=message_id, delivery_attempt=delivery_attempt), metadata=metadata)
 
 
 def record_of(store: FakeStore, name: str) -> tuple[ObjectInfo, dict[str, object]]:
@@ -102,7 +105,7 @@ def test_bad_options_are_one_record_listing_every_key_before_any_download(
     job = make_job(config, pool, store)
     src = store.put(IN, "in/a.docx", SAMPLE)
     metadata = {"docworker-pdfa": "4a", "Docworker-Colour": "red", "docworker-quality": "0", "owner": "bob"}
-    result = job.run(meta_event(src, metadata))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, metadata))
 
     assert (result.outcome, result.reason) == (Outcome.FAILED, Reason.BAD_OPTION)
     assert status_for(result) == 204  # acked at once: never five retries
@@ -117,8 +120,8 @@ def test_bad_options_are_one_record_listing_every_key_before_any_download(
     assert info.metadata[META_OPTIONS] == "refused"
 
     # A redelivery (and a duplicate publish) of the same generation: the same record, never a second one.
-    again = job.run(meta_event(src, metadata, delivery_attempt=2))  # type: ignore[arg-type]
-    twin = job.run(meta_event(src, metadata, message_id="m-2"))  # type: ignore[arg-type]
+    again = job.run(meta_event(src, metadata, delivery_attempt=2))
+    twin = job.run(meta_event(src, metadata, message_id="m-2"))
     assert (again.outcome, again.reason) == (Outcome.DUPLICATE, "already_failed")
     assert (twin.outcome, status_for(twin)) == (Outcome.DUPLICATE, 204)
     assert len(store.objects[(OUT, "in/a.docx.error.json")]) == 1
@@ -130,7 +133,7 @@ def test_an_option_naming_a_secret_without_a_secrets_dir_is_a_bad_option(
 ) -> None:
     job = make_job(config, pool, store, secrets_dir=None)
     src = store.put(IN, "a.docx", SAMPLE)
-    result = job.run(meta_event(src, {"docworker-password-secret": "reports"}))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, {"docworker-password-secret": "reports"}))
     assert (result.outcome, result.reason) == (Outcome.FAILED, Reason.BAD_OPTION)
     _, record = record_of(store, "a.docx.error.json")
     assert "no secrets are configured" in str(record["problems"])
@@ -150,7 +153,7 @@ def test_a_secret_that_cannot_be_had_is_a_bad_option(config: Config, pool: PdfPo
         (secrets_dir / "reports").write_bytes(b"\xff\xfe")
     job = make_job(config, pool, store, secrets_dir)
     src = store.put(IN, "a.docx", SAMPLE)
-    result = job.run(meta_event(src, {"docworker-password-secret": "reports"}))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, {"docworker-password-secret": "reports"}))
     assert (result.outcome, result.reason, status_for(result)) == (Outcome.FAILED, Reason.BAD_OPTION, 204)
     _, record = record_of(store, "a.docx.error.json")
     assert expected in str(record["problems"]) and "docworker-password-secret" in str(record["problems"])
@@ -162,7 +165,7 @@ def test_a_secret_that_exists_but_cannot_be_read_now_is_retried(config: Config, 
     (secrets_dir / "reports").symlink_to("reports")  # a real I/O error (ELOOP), not "no such secret"
     job = make_job(config, pool, store, secrets_dir)
     src = store.put(IN, "a.docx", SAMPLE)
-    result = job.run(meta_event(src, {"docworker-password-secret": "reports"}))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, {"docworker-password-secret": "reports"}))
     assert (result.outcome, result.reason, status_for(result)) == (Outcome.RETRY, Reason.SECRET_UNAVAILABLE, 503)
     assert store.live(OUT, "a.docx.error.json") is None and store.download_sizes == []
 
@@ -174,7 +177,7 @@ def test_options_reach_the_pool_and_the_stored_pdf_records_them(config: Config, 
                                                                  store: FakeStore) -> None:
     job = make_job(config, pool, store)
     src = store.put(IN, "a.docx", SAMPLE)
-    result = job.run(meta_event(src, {"docworker-bookmarks": "FALSE", "docworker-form-fields": "no"}))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, {"docworker-bookmarks": "FALSE", "docworker-form-fields": "no"}))
     assert (result.outcome, result.reason, result.profile) == (Outcome.CONVERTED, "ok", "custom")
     [export] = pool.exports
     assert export.filter_data is not None
@@ -189,7 +192,7 @@ def test_options_reach_the_pool_and_the_stored_pdf_records_them(config: Config, 
 def test_no_options_is_the_stock_export(config: Config, pool: PdfPool, store: FakeStore) -> None:
     job = make_job(config, pool, store)
     src = store.put(IN, "a.docx", SAMPLE, metadata={"owner": "bob"})
-    result = job.run(meta_event(src, {"owner": "bob"}))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, {"owner": "bob"}))
     assert (result.outcome, result.profile) == (Outcome.CONVERTED, "default")
     assert pool.exports[0].filter_data is None and pool.exports[0].load_password is None
     pdf = store.get_output(OUT, "a.pdf")
@@ -200,7 +203,7 @@ def test_service_defaults_apply_and_metadata_overrides_them_key_by_key(config: C
                                                                         store: FakeStore) -> None:
     job = make_job(config, pool, store, defaults=PdfOptions(bookmarks=False, quality=50))
     src = store.put(IN, "a.docx", SAMPLE)
-    job.run(meta_event(src, {"docworker-quality": "70"}))  # type: ignore[arg-type]
+    job.run(meta_event(src, {"docworker-quality": "70"}))
     data = pool.exports[0].filter_data
     assert data is not None and (data["ExportBookmarks"], data["Quality"]) == (False, 70)
 
@@ -209,7 +212,7 @@ def test_a_notification_without_the_object_resource_reads_the_metadata_once(conf
                                                                              store: FakeStore) -> None:
     job = make_job(config, pool, store)
     src = store.put(IN, "a.docx", SAMPLE, metadata={"docworker-bookmarks": "false"})
-    result = job.run(meta_event(src, None))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, None))
     assert result.outcome == Outcome.CONVERTED and store.stats == 1
     assert pool.exports[0].filter_data is not None and pool.exports[0].filter_data["ExportBookmarks"] is False
 
@@ -220,14 +223,14 @@ def test_same_generation_and_options_is_a_duplicate_other_options_convert_again(
     src = store.put(IN, "a.docx", SAMPLE)
     metadata = {"docworker-bookmarks": "false"}
     job = make_job(config, pool, store)
-    assert job.run(meta_event(src, metadata)).outcome == Outcome.CONVERTED  # type: ignore[arg-type]
+    assert job.run(meta_event(src, metadata)).outcome == Outcome.CONVERTED
     # Spelled differently, same options: the same digest, so a redelivery is a duplicate without a download.
-    again = job.run(meta_event(src, {"DOCWORKER-BOOKMARKS": " off "}, delivery_attempt=2))  # type: ignore[arg-type]
+    again = job.run(meta_event(src, {"DOCWORKER-BOOKMARKS": " off "}, delivery_attempt=2))
     assert (again.outcome, again.reason, pool.calls) == (Outcome.DUPLICATE, "same_generation", 1)
 
     # The service defaults changed (a new revision) before a redelivery: other options, converted again.
     changed = make_job(config, pool, store, defaults=PdfOptions(quality=60))
-    result = changed.run(meta_event(src, metadata, delivery_attempt=3))  # type: ignore[arg-type]
+    result = changed.run(meta_event(src, metadata, delivery_attempt=3))
     assert (result.outcome, result.reason, pool.calls) == (Outcome.CONVERTED, "overwrite", 2)
     pdf = store.get_output(OUT, "a.pdf")
     assert pdf is not None and pdf.metadata["docworker-quality"] == "60"
@@ -240,9 +243,9 @@ def test_a_pdf_stored_before_options_existed_counts_as_the_stock_export(config: 
     store.put(OUT, "a.pdf", b"%PDF-old", metadata={"source-bucket": IN, "source-object": "a.docx",
                                                    "source-generation": str(src.generation)})
     job = make_job(config, pool, store)
-    result = job.run(meta_event(src, {}, delivery_attempt=2))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, {}, delivery_attempt=2))
     assert (result.outcome, result.reason, pool.calls) == (Outcome.DUPLICATE, "same_generation", 0)
-    other = job.run(meta_event(src, {"docworker-bookmarks": "false"}, delivery_attempt=3))  # type: ignore[arg-type]
+    other = job.run(meta_event(src, {"docworker-bookmarks": "false"}, delivery_attempt=3))
     assert (other.outcome, other.reason) == (Outcome.CONVERTED, "overwrite")
 
 
@@ -254,7 +257,7 @@ def test_a_pdf_that_misses_what_was_asked_is_one_record_naming_each_failed_check
 ) -> None:
     job = make_job(config, pool, store)
     src = store.put(IN, "a.docx", SAMPLE)
-    result: JobResult = job.run(meta_event(src, {"docworker-pdfa": "2b", "docworker-watermark": "DRAFT"}))  # type: ignore[arg-type]
+    result: JobResult = job.run(meta_event(src, {"docworker-pdfa": "2b", "docworker-watermark": "DRAFT"}))
     assert (result.outcome, result.reason, status_for(result)) == (Outcome.FAILED, Reason.VERIFICATION_FAILED, 204)
     assert store.get_output(OUT, "a.pdf") is None  # never a silently non-compliant archive file
     info, record = record_of(store, "a.docx.error.json")
@@ -285,7 +288,7 @@ def test_an_encrypted_input_without_or_with_a_wrong_password_is_one_permanent_re
         metadata = {"docworker-password-secret": "doc-pw"}
     job = make_job(config, pool, store, secrets_dir)
     src = store.put(IN, "locked.docx", encrypted_docx)
-    result = job.run(meta_event(src, metadata))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, metadata))
     assert (result.outcome, result.reason, status_for(result)) == (Outcome.FAILED, reason, 204)
     assert pool.calls == 0  # decided by sniffing, before any office
     _, record = record_of(store, "locked.docx.error.json")
@@ -299,7 +302,7 @@ def test_an_encrypted_input_opens_with_its_mounted_secret(config: Config, pool: 
     (secrets_dir / "doc-pw" / "value").write_text(CORPUS_PASSWORD)
     job = make_job(config, pool, store, secrets_dir)
     src = store.put(IN, "locked.docx", encrypted_docx)
-    result = job.run(meta_event(src, {"docworker-password-secret": "doc-pw"}))  # type: ignore[arg-type]
+    result = job.run(meta_event(src, {"docworker-password-secret": "doc-pw"}))
     assert (result.outcome, result.kind) == (Outcome.CONVERTED, "docx")
     assert pool.exports[0].load_password == CORPUS_PASSWORD
     pdf = store.get_output(OUT, "locked.pdf")

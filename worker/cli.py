@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("inputs", nargs="+", type=Path)
     conv.add_argument("-o", "--output", type=Path,
                       help="output file (one input) or directory (several); default: beside each input")
+    conv.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="a per-document PDF option, as the docworker-KEY metadata of an upload (docs/options.md):"
+                           " --option pdfa=2b --option pages=1-3; repeatable. Defaults from PDF_*, secrets from "
+                           "SECRETS_DIR")
     demo = sub.add_parser("demo", help="run the whole pipeline on local emulators")
     demo.add_argument("sample", nargs="?", type=Path, default=Path("tests/data/sample.docx"))
     demo.add_argument("--once", action="store_true", help="exit after the first PDF instead of waiting")
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "convert":
-            return _convert(args.inputs, args.output)
+            return _convert(args.inputs, args.output, args.option)
         if args.command == "warm-profile":
             return _warm_profile(args.out)
         if args.command == "demo":
@@ -53,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _convert(inputs: list[Path], output: Path | None) -> int:
+def _convert(inputs: list[Path], output: Path | None, option_pairs: list[str]) -> int:
+    from worker import options
     from worker.conversion import convert_file
+    from worker.errors import Reason
     from worker.office import OfficePool
     from worker.sniff import Sniffed, sniff
 
@@ -67,12 +73,18 @@ def _convert(inputs: list[Path], output: Path | None) -> int:
         print(f"worker: bad_request: no such file: {missing[0]}", file=sys.stderr)
         return EXIT_REFUSED
     settings = office_from_env()
+    # The same parser, defaults and secrets as a push: --option k=v is the upload's docworker-k metadata.
+    try:
+        asked = options.from_metadata(options.metadata_from_pairs(option_pairs), options.from_env())
+        passwords = options.resolve_passwords(asked, options.secrets_from_env())
+    except options.BadOptions as exc:
+        raise WorkerError(Reason.BAD_OPTION, str(exc)) from exc
     worst = EXIT_OK
     # Refuse what will never convert before paying for an office start.
     todo: list[tuple[Path, Sniffed]] = []
     for src in inputs:
         try:
-            todo.append((src, sniff(src, src.name)))
+            todo.append((src, sniff(src, src.name, password=passwords.input_password)))
         except WorkerError as exc:
             print(f"worker: {src}: {exc.reason.value}: {exc.message}", file=sys.stderr)
             worst = EXIT_REFUSED
@@ -90,7 +102,7 @@ def _convert(inputs: list[Path], output: Path | None) -> int:
             else:
                 dst = output
             try:
-                convert_file(pool, src, dst, src.name, settings.work_dir, sniffed)
+                convert_file(pool, src, dst, src.name, settings.work_dir, sniffed, options=asked, passwords=passwords)
                 print(f"{src} -> {dst}")
             except WorkerError as exc:
                 print(f"worker: {src}: {exc.reason.value}: {exc.message}", file=sys.stderr)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from worker import options
 from worker.errors import Reason, WorkerError
 
 T = TypeVar("T")
@@ -102,6 +103,8 @@ class Config:
     google_cloud_project: str | None = None
     log_format: str = "json"
     max_body_bytes: int = 16 * 2**20  # above Pub/Sub's largest push (10 MB message, base64)
+    pdf_defaults: options.PdfOptions = options.DEFAULT  # PDF_* variables; each upload's metadata overrides them
+    secrets_dir: Path | None = None  # SECRETS_DIR: the operator's mounted secrets (docs/options.md)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -127,11 +130,15 @@ class Config:
             google_cloud_project=r.get("GOOGLE_CLOUD_PROJECT", str, "") or None,
             log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
             max_body_bytes=r.get("MAX_BODY_BYTES", _positive_int, 16 * 2**20),
+            pdf_defaults=r.checked(options.from_env, env, options.DEFAULT),
+            secrets_dir=r.checked(_secrets_dir, env, None),
         )
         if auth_mode in ("platform", "oidc") and not cfg.push_service_account:
             r.problems.append(f"PUSH_SERVICE_ACCOUNT is required when AUTH_MODE={auth_mode}")
         if auth_mode == "oidc" and not cfg.auth_audience:
             r.problems.append("AUTH_AUDIENCE is required when AUTH_MODE=oidc")
+        if not r.problems:
+            r.problems.extend(_default_secret_problems(cfg.pdf_defaults, cfg.secrets_dir))
         r.raise_if_any()
         return cfg
 
@@ -198,9 +205,34 @@ class _Reader:
             return default
         return raw
 
+    def checked(self, read: Callable[[Mapping[str, str]], T], env: Mapping[str, str], default: T) -> T:
+        """A reader that validates a whole group itself (worker/options.py); its problems join the others."""
+        try:
+            return read(env)
+        except WorkerError as exc:
+            self.problems.append(exc.message.removeprefix("invalid configuration: "))
+            return default
+
     def raise_if_any(self) -> None:
         if self.problems:
             raise WorkerError(Reason.BAD_CONFIG, "invalid configuration: " + "; ".join(self.problems))
+
+
+def _secrets_dir(env: Mapping[str, str]) -> Path | None:
+    secrets = options.secrets_from_env(env)
+    return None if secrets is None else secrets.directory
+
+
+def _default_secret_problems(defaults: options.PdfOptions, secrets_dir: Path | None) -> list[str]:
+    """Defaults that would refuse every upload (a secret not mounted, permissions without an owner password)."""
+    try:
+        options.resolve_passwords(defaults, None if secrets_dir is None else options.MountedSecrets(secrets_dir))
+    except options.BadOptions as exc:
+        return [f"{options.ENV_PREFIX}{key.removeprefix(options.PREFIX).upper().replace('-', '_')}: {why}"
+                for key, why in sorted(exc.problems.items())]
+    except OSError as exc:
+        return [f"PDF_* defaults: a secret under {secrets_dir} cannot be read: {exc}"]
+    return []
 
 
 def _csv(raw: str) -> tuple[str, ...]:

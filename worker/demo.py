@@ -30,6 +30,9 @@ READY_TIMEOUT_S = 120.0
 OUTPUT_TIMEOUT_S = 180.0
 ACKED = {102, 200, 201, 202, 204}
 MAX_HAND_PUSHES = 5  # like a dead-letter policy: a message the worker keeps refusing is dropped, not looped
+# The second upload: per-document options as custom metadata (docs/options.md), as `gcloud storage cp
+# --custom-metadata=docworker-pdfa=2b,docworker-watermark=DEMO` would set them.
+OPTIONS_EXAMPLE = {"docworker-pdfa": "2b", "docworker-watermark": "DEMO"}
 
 
 class DemoFailed(Exception):
@@ -97,7 +100,9 @@ def _run(
         raise DemoFailed(f"gs://{IN_BUCKET}/{name} already exists")
     say(f"uploaded gs://{IN_BUCKET}/{name} (generation {uploaded.generation}, {uploaded.size} bytes)")
 
-    ok = _wait_for_result(store, sample, log_dir, worker, pusher, stopping, say)
+    ok = _wait_for_result(store, PREFIX + sample.stem, PREFIX + sample.name, log_dir, worker, pusher, stopping, say)
+    if ok and not stopping.is_set():
+        ok = _convert_with_options(store, sample, content_type, log_dir, worker, pusher, stopping, say)
     _print_how_to_upload_more(gcs.url)
     if keep_running and not stopping.is_set():
         say("running; Ctrl-C (or SIGTERM) stops everything")
@@ -145,9 +150,31 @@ def _start_emulators(
     return pubsub, gcs
 
 
-def _wait_for_result(
+def _convert_with_options(
     store: Store,
     sample: Path,
+    content_type: str,
+    log_dir: Path,
+    worker: emulators.Proc,
+    pusher: _PushByHand | None,
+    stopping: threading.Event,
+    say: Callable[[str], None],
+) -> bool:
+    """The same document again with per-document options: the PDF says which options it was made with."""
+    stem = f"{PREFIX}{sample.stem}-pdfa"
+    name = stem + sample.suffix
+    uploaded = store.create(IN_BUCKET, name, sample, content_type=content_type, metadata=dict(OPTIONS_EXAMPLE))
+    if uploaded is None:
+        raise DemoFailed(f"gs://{IN_BUCKET}/{name} already exists")
+    shown = ",".join(f"{k}={v}" for k, v in OPTIONS_EXAMPLE.items())
+    say(f"uploaded gs://{IN_BUCKET}/{name} with --custom-metadata={shown}")
+    return _wait_for_result(store, stem, name, log_dir, worker, pusher, stopping, say)
+
+
+def _wait_for_result(
+    store: Store,
+    stem: str,
+    name: str,
     log_dir: Path,
     worker: emulators.Proc,
     pusher: _PushByHand | None,
@@ -155,8 +182,8 @@ def _wait_for_result(
     say: Callable[[str], None],
 ) -> bool:
     """Poll the output bucket for the PDF or the failure record the worker writes next to it."""
-    pdf_name = PREFIX + sample.stem + ".pdf"
-    error_name = PREFIX + sample.name + ".error.json"
+    pdf_name = stem + ".pdf"
+    error_name = name + ".error.json"
     deadline = time.monotonic() + OUTPUT_TIMEOUT_S
     while time.monotonic() < deadline and not stopping.is_set():
         if pusher is not None:
@@ -188,13 +215,21 @@ def _describe_pdf(store: Store, pdf: ObjectInfo, log_dir: Path) -> str:
     store.download(pdf.bucket, pdf.name, pdf.generation, local, max_bytes=1 << 30)
     text = f"gs://{pdf.bucket}/{pdf.name} ({pdf.size} bytes"
     try:
+        import pikepdf
         from pypdf import PdfReader
 
         text += f", {len(PdfReader(local).pages)} page(s)"
+        with pikepdf.open(local) as doc:
+            xmp = doc.open_metadata()
+            if xmp.get("pdfaid:part"):
+                text += f", PDF/A-{xmp.get('pdfaid:part')}{xmp.get('pdfaid:conformance', '')}"
     except ImportError:
         pass
     except Exception as exc:  # a broken PDF is worth showing, not worth crashing the demo
-        text += f", unreadable by pypdf: {exc}"
+        text += f", unreadable: {exc}"
+    applied = {k: v for k, v in pdf.metadata.items() if k.startswith("docworker-")}
+    if applied:
+        text += ", options " + ",".join(f"{k}={v}" for k, v in sorted(applied.items()))
     return f"{text}); local copy {local}"
 
 
@@ -213,6 +248,8 @@ def _print_how_to_upload_more(gcs_url: str) -> None:
         f'  curl -sS -X POST -H "Content-Type: application/octet-stream" --data-binary @my.docx \\\n'
         f'       "{upload}my.docx"\n'
         f"  or: {python}\n"
+        "Per-document options are the upload's custom metadata (README, 'Per-document PDF options'), e.g. on GCP:\n"
+        f"  gcloud storage cp my.docx gs://BUCKET/{PREFIX} --custom-metadata=docworker-pdfa=2b\n"
         "See the results:\n"
         f'  curl -sS "{listing}"\n'
         f'  curl -sS -o my.pdf "{download}my.pdf?alt=media"\n',

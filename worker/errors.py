@@ -32,6 +32,7 @@ class Reason(StrEnum):
     QUEUE_FULL = "queue_full"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     AUTH_UNAVAILABLE = "auth_unavailable"
+    SECRET_UNAVAILABLE = "secret_unavailable"  # a mounted secret exists but reading it failed (I/O, permission)
     SHUTTING_DOWN = "shutting_down"
     # The request: never trusted, never acked.
     BAD_REQUEST = "bad_request"
@@ -49,6 +50,7 @@ RETRYABLE = frozenset(
         Reason.QUEUE_FULL,
         Reason.STORAGE_UNAVAILABLE,
         Reason.AUTH_UNAVAILABLE,
+        Reason.SECRET_UNAVAILABLE,
         Reason.SHUTTING_DOWN,
         # A timeout may be a busy machine rather than a poison document; the job decides after N attempts.
         Reason.CONVERSION_TIMEOUT,

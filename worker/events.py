@@ -15,7 +15,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeGuard
 from urllib.parse import unquote
@@ -59,6 +59,9 @@ class ObjectEvent:
     delivery_attempt: int | None
     subscription: str | None
     shape: str  # "push" | "push-unwrapped" | "cloudevent-binary" | "cloudevent-structured"
+    # The object's custom metadata (per-document options, docworker-* keys: worker/options.py). None when the
+    # delivery carried no object resource (a notification with payload format NONE): the job then reads it.
+    metadata: Mapping[str, str] | None = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -254,10 +257,25 @@ def _build(
         delivery_attempt=_parse_int(delivery_attempt),
         subscription=_str_or_none(subscription),
         shape=shape,
+        metadata=_metadata(data),
     )
 
 
 # --- small pure helpers ------------------------------------------------------------------------------------
+
+
+def _metadata(data: Mapping[str, object]) -> dict[str, str] | None:
+    """The object resource's `metadata` map; None when there is no resource to read it from.
+
+    GCS writes every value as a string; anything else is kept as its JSON text, so a docworker-* key with an odd
+    value reaches the options parser and is refused there with the accepted values, never silently dropped.
+    """
+    if not data:
+        return None
+    raw = data.get("metadata")
+    if not isinstance(raw, dict):
+        return {}  # GCS omits the map when the object has no custom metadata
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in raw.items() if v is not None}
 
 
 def _loads(raw: bytes, what: str) -> object:

@@ -13,17 +13,18 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum, auto
 from pathlib import Path
 from typing import Protocol
 
 from worker.config import Config
-from worker.conversion import convert_file
+from worker.conversion import VerificationFailed, convert_file
 from worker.errors import Reason, WorkerError
 from worker.events import ObjectEvent
 from worker.office import Converter
+from worker.options import BadOptions, Passwords, PdfOptions, SecretSource, from_metadata, resolve_passwords
 from worker.outcome import Done, Duplicate, Ignore, JobResult, Outcome
 from worker.storage import ObjectGone, ObjectInfo
 
@@ -32,6 +33,8 @@ MAX_OBJECT_NAME_BYTES = 1024
 META_BUCKET = "source-bucket"
 META_OBJECT = "source-object"
 META_GENERATION = "source-generation"
+META_OPTIONS = "options-digest"  # PdfOptions.digest(): same generation + same options = the same work
+REFUSED_OPTIONS = "refused"  # the digest recorded beside a bad_option record: no options were applied
 
 
 class Stored(Enum):
@@ -61,9 +64,18 @@ PDF_STORED: dict[Stored, tuple[Outcome, Done | Duplicate | Ignore, str]] = {
 }
 
 
+class OptionsRefused(WorkerError):
+    """Bad per-document options, or a secret they name that cannot be had: permanent, the record lists each key."""
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__(Reason.BAD_OPTION, str(BadOptions(problems)))
+
+
 class Store(Protocol):
     """What the job needs from storage (worker.storage.Store; tests may pass a fake where GCS cannot run)."""
 
+    def stat(self, bucket: str, name: str, generation: int) -> ObjectInfo: ...
     def download(
         self, bucket: str, name: str, generation: int, dest: Path, *, max_bytes: int, size: int | None = None
     ) -> int: ...
@@ -154,12 +166,14 @@ class Job:
         pool: Converter,
         store: Store,
         *,
+        secrets: SecretSource | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
         self.pool = pool
         self.store = store
+        self.secrets = secrets  # the operator's mounted secrets (config.secrets_dir); None: *-secret is refused
         self.clock = clock
         self.now = now
         self.attempts = AttemptCounter()
@@ -178,35 +192,72 @@ class Job:
             return JobResult(Outcome.IGNORED, ignored, f"{ignored.value}: {event.name}")
         pdf_name, alt_name, record_name = output_names(self.config, event.name)
         durations: dict[str, float] = {}
+        options: PdfOptions | None = None
         try:
+            # Before any download: a bad option or secret is answered at once, with one record, never retried.
+            asked = self._options(event)
+            digest = REFUSED_OPTIONS if isinstance(asked, OptionsRefused) else asked.digest()
             # Only a redelivery is likely to find its output stored: a first delivery (Pub/Sub says attempt 1 when
             # the subscription has a dead-letter policy) skips the reads, a storage round trip on every push; a
             # duplicate publish is still caught by the create-only write, at the cost of one wasted conversion.
             if event.delivery_attempt != 1:
-                done = self._already_done(event, pdf_name, alt_name, record_name)
+                done = self._already_done(event, digest, pdf_name, alt_name, record_name)
                 if done is not None:
                     return done
+            if isinstance(asked, OptionsRefused):
+                raise asked
+            options = asked
+            passwords = self._passwords(options)
             with tempfile.TemporaryDirectory(prefix="job-", dir=self.config.office.work_dir / "jobs") as tmp:
-                return self._convert_and_store(event, Path(tmp), pdf_name, alt_name, durations)
+                return self._convert_and_store(event, Path(tmp), pdf_name, alt_name, options, passwords, durations)
         except ObjectGone as exc:
             return JobResult(Outcome.IGNORED, Ignore.STALE, str(exc), durations=durations)
         except WorkerError as exc:
             if exc.retryable and not self._give_up(event, exc):
                 return JobResult(Outcome.RETRY, exc.reason, exc.message, durations=durations)
-            return self._record_failure(event, record_name, exc, durations)
+            return self._record_failure(event, record_name, exc, durations, options)
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _already_done(self, event: ObjectEvent, pdf_name: str, alt_name: str, record_name: str) -> JobResult | None:
-        """Skip download and conversion when this exact generation's PDF or failure record is already stored."""
+    def _options(self, event: ObjectEvent) -> PdfOptions | OptionsRefused:
+        """The upload's docworker-* metadata over the service defaults, or the refusal listing every bad key
+        (returned, so a redelivery of a refused generation finds its record like any other failure).
+
+        A notification without the object resource (payload format NONE) carries no metadata: read it then, one
+        request, so options are never silently ignored.
+        """
+        metadata = event.metadata
+        if metadata is None:
+            metadata = self.store.stat(event.bucket, event.name, event.generation).metadata
+        try:
+            return from_metadata(metadata, self.config.pdf_defaults)
+        except BadOptions as exc:
+            refused = OptionsRefused(exc.problems)
+            refused.__cause__ = exc
+            return refused
+
+    def _passwords(self, options: PdfOptions) -> Passwords:
+        """Read the secrets the options name, once per job (MountedSecrets caches per version)."""
+        try:
+            return resolve_passwords(options, self.secrets)
+        except BadOptions as exc:  # not mounted, empty, not UTF-8, too large, or a combination refused
+            raise OptionsRefused(exc.problems) from exc
+        except OSError as exc:  # there but unreadable now (I/O, permission): may pass, so Pub/Sub comes back
+            raise WorkerError(Reason.SECRET_UNAVAILABLE,
+                              f"a secret the options name could not be read: {type(exc).__name__}") from exc
+
+    def _already_done(
+        self, event: ObjectEvent, digest: str, pdf_name: str, alt_name: str, record_name: str
+    ) -> JobResult | None:
+        """Skip download and conversion when this generation's PDF or failure record, with these options, is stored."""
         record, *pdfs = self.store.get_outputs(self.config.output_bucket, [record_name, pdf_name, alt_name])
-        if record is not None and _compare(record, event) is Source.SAME:
+        if record is not None and _compare(record, event, digest) is Source.SAME:
             return JobResult(Outcome.DUPLICATE, Duplicate.ALREADY_FAILED, "a failure record for this generation exists",
                              output=_uri(record))
         for existing in pdfs:
             if existing is None:
                 continue
-            source = _compare(existing, event)
+            source = _compare(existing, event, digest)
             if source is Source.SAME:
                 return JobResult(Outcome.DUPLICATE, Duplicate.SAME_GENERATION, "already converted",
                                  output=_uri(existing))
@@ -215,7 +266,8 @@ class Job:
         return None
 
     def _convert_and_store(
-        self, event: ObjectEvent, tmp: Path, pdf_name: str, alt_name: str, durations: dict[str, float]
+        self, event: ObjectEvent, tmp: Path, pdf_name: str, alt_name: str, options: PdfOptions,
+        passwords: Passwords, durations: dict[str, float],
     ) -> JobResult:
         src, pdf = tmp / "input", tmp / "output.pdf"  # fixed names: an object name never becomes a path
         t = self.clock()
@@ -223,31 +275,35 @@ class Job:
             event.bucket, event.name, event.generation, src, max_bytes=self.config.max_input_bytes, size=event.size
         )
         durations["download"] = self.clock() - t
-        converted = convert_file(self.pool, src, pdf, posixpath.basename(event.name), tmp)
+        converted = convert_file(self.pool, src, pdf, posixpath.basename(event.name), tmp,
+                                 options=options, passwords=passwords)
         durations["queue_wait"] = converted.timing.queue_wait_s
         durations["convert"] = converted.timing.convert_s
         t = self.clock()
-        stored, info = self._store_versioned(event, pdf_name, alt_name, pdf, "application/pdf")
+        stored, info = self._store_versioned(event, pdf_name, alt_name, pdf, "application/pdf", options)
         durations["upload"] = self.clock() - t
         outcome, reason, message = PDF_STORED[stored]
         return JobResult(
             outcome, reason, message, output=None if info is None else _uri(info), durations=durations,
             input_bytes=input_bytes, output_bytes=converted.pdf_bytes if outcome == Outcome.CONVERTED else 0,
-            kind=converted.sniffed.kind,
+            kind=converted.sniffed.kind, profile=options.profile,
         )
 
     def _store_versioned(
-        self, event: ObjectEvent, name: str, alt_name: str | None, src: Path | bytes, content_type: str
+        self, event: ObjectEvent, name: str, alt_name: str | None, src: Path | bytes, content_type: str,
+        options: PdfOptions | None,
     ) -> tuple[Stored, ObjectInfo | None]:
         """Create-only write; on conflict decide by the existing object's source metadata.
 
-        Same source generation -> duplicate. Older generation of the same source -> replace, conditional on the
+        Same source generation and options -> duplicate. Older generation of the same source, or the same generation
+        converted with other options (the service defaults changed) -> replace, conditional on the
         generation we read (an older delivery can never replace a newer PDF). Newer -> stale. Another source that
         maps to the same name (a.docx and a.xlsx -> a.pdf) -> the first keeps `a.pdf`, the other gets `a.xlsx.pdf`.
         Returns what happened and the object written (created, replaced) or found (duplicate); None when stale.
         """
         bucket = self.config.output_bucket
-        metadata = self._output_metadata(event)
+        metadata = self._output_metadata(event, options)
+        digest = metadata[META_OPTIONS]
         for _ in range(5):  # each lap follows a concurrent writer; five laps means something is fighting us
             created = self.store.create(bucket, name, src, content_type=content_type, metadata=metadata)
             if created is not None:
@@ -255,7 +311,7 @@ class Job:
             existing = self.store.get_output(bucket, name)
             if existing is None:
                 continue  # deleted between our create and our read: try again
-            source = _compare(existing, event)
+            source = _compare(existing, event, digest)
             if source is Source.SAME:
                 return Stored.DUPLICATE, existing
             if source is Source.NEWER:
@@ -273,14 +329,19 @@ class Job:
             name, alt_name = alt_name, None  # a name collision: fall back to the full-name form once
         raise WorkerError(Reason.NAME_COLLISION, f"gs://{bucket}/{name} belongs to another source object")
 
-    def _output_metadata(self, event: ObjectEvent) -> dict[str, str]:
-        """The source an output came from: what `_compare` reads back to decide duplicate, stale or collision."""
+    def _output_metadata(self, event: ObjectEvent, options: PdfOptions | None) -> dict[str, str]:
+        """The source and options an output came from: what `_compare` reads back to decide duplicate, stale or
+        collision; the options applied as their docworker-* keys (secret names at most, never a password).
+        """
         metadata = {
             META_BUCKET: event.bucket,
             META_OBJECT: event.name,
             META_GENERATION: str(event.generation),
+            META_OPTIONS: REFUSED_OPTIONS if options is None else options.digest(),
             "converted-at": self.now().isoformat(),
         }
+        if options is not None:
+            metadata.update(options.to_metadata())
         if event.message_id:
             metadata["source-message-id"] = event.message_id
         return metadata
@@ -307,31 +368,48 @@ class Job:
         return (event.delivery_attempt or 0) >= self.config.max_delivery_attempts
 
     def _record_failure(
-        self, event: ObjectEvent, record_name: str, exc: WorkerError, durations: dict[str, float]
+        self, event: ObjectEvent, record_name: str, exc: WorkerError, durations: dict[str, float],
+        options: PdfOptions | None,
     ) -> JobResult:
-        """Leave a JSON record where the PDF would have gone, so the user can see why no PDF came."""
-        record = {
+        """Leave a JSON record where the PDF would have gone, so the user can see why no PDF came.
+
+        It names what the options asked (`options`, the applied docworker-* keys), every bad key (`problems`) or
+        every failed check of the PDF (`failed_checks`).
+        """
+        record: dict[str, object] = {
             "source": f"gs://{event.bucket}/{event.name}",
             "generation": str(event.generation),
             "reason": exc.reason.value,
             "message": exc.message,
             "message_id": event.message_id,
             "time": self.now().isoformat(),
+            "options": None if options is None else options.to_metadata(),
         }
+        checks: tuple[str, ...] = ()
+        if isinstance(exc, OptionsRefused):
+            record["problems"] = exc.problems
+        if isinstance(exc, VerificationFailed):
+            record["failed_checks"] = [{"check": f.reason.value, "detail": f.detail} for f in exc.failures]
+            checks = tuple(f.reason.value for f in exc.failures)
         body = (json.dumps(record, indent=2) + "\n").encode()
         try:
-            stored, info = self._store_versioned(event, record_name, None, body, "application/json")
+            stored, info = self._store_versioned(event, record_name, None, body, "application/json", options)
         except WorkerError as store_exc:
             if store_exc.retryable:  # could not write the record: do not ack, or the user would never know
                 return JobResult(Outcome.RETRY, store_exc.reason, store_exc.message, durations=durations)
             raise
         # The log names the record only when this delivery wrote it (not a twin's, not a newer generation's).
         output = _uri(info) if info is not None and stored in (Stored.CREATED, Stored.REPLACED) else None
-        return JobResult(Outcome.FAILED, exc.reason, exc.message, output=output, durations=durations)
+        return JobResult(Outcome.FAILED, exc.reason, exc.message, output=output, durations=durations,
+                         profile=None if options is None else options.profile, checks_failed=checks)
 
 
-def _compare(existing: ObjectInfo, event: ObjectEvent) -> Source:
-    """How an existing output relates to this event's source, from the metadata `_output_metadata` wrote."""
+def _compare(existing: ObjectInfo, event: ObjectEvent, digest: str) -> Source:
+    """How an existing output relates to this event's source and options, from what `_output_metadata` wrote.
+
+    An output written before options existed carries no digest: it was the stock export, the defaults' digest.
+    The same generation with other options is OLDER: its output is replaced, never kept as a duplicate.
+    """
     meta = existing.metadata or {}
     if meta.get(META_BUCKET) != event.bucket or meta.get(META_OBJECT) != event.name:
         return Source.OTHER
@@ -340,8 +418,11 @@ def _compare(existing: ObjectInfo, event: ObjectEvent) -> Source:
     except ValueError:
         return Source.OTHER
     if gen == event.generation:
-        return Source.SAME
+        return Source.SAME if meta.get(META_OPTIONS, STOCK_DIGEST) == digest else Source.OLDER
     return Source.OLDER if gen < event.generation else Source.NEWER
+
+
+STOCK_DIGEST = PdfOptions().digest()
 
 
 def _uri(info: ObjectInfo) -> str:

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from worker import __version__
 from worker.outcome import Outcome
+from worker.pdf_checks import Failure
 
 if TYPE_CHECKING:
     from worker.office import PoolView
@@ -25,6 +26,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 STAGES = ("download", "queue_wait", "convert", "upload")
+PROFILES = ("default", "pdfa-1b", "pdfa-2b", "pdfa-3b", "pdfua", "encrypted", "custom")  # PdfOptions.profile
 
 
 class Metrics:
@@ -50,6 +52,16 @@ class Metrics:
         self.memory = Gauge("worker_memory_budget_bytes", "ceiling: worst-case RSS of the worker and its offices "
                             "for these settings; limit: the container's memory limit (absent when unlimited).",
                             ["kind"], registry=registry)
+        # Per-document options (docs/options.md): bounded label sets, every value present from the start.
+        self.conversions = Counter("worker_conversions", "PDFs stored, by option profile (PdfOptions.profile).",
+                                   ["profile"], registry=registry)
+        self.verification_failures = Counter("worker_verification_failures", "PDFs refused because they miss "
+                                             "what their options asked, by check (pdf_checks.Failure).",
+                                             ["check"], registry=registry)
+        for profile in PROFILES:
+            self.conversions.labels(profile)
+        for check in Failure:
+            self.verification_failures.labels(check.value)
         info = Gauge("worker_build_info", "Build information; always 1.", ["version", "python"], registry=registry)
         info.labels(__version__, platform.python_version()).set(1)
         for stage in STAGES:
@@ -73,6 +85,10 @@ class Metrics:
             self.lag.observe(max(0.0, (now - publish_time).total_seconds()))
         if total_s is not None:
             self.job_duration.observe(total_s)
+        if result.outcome == Outcome.CONVERTED and result.profile in PROFILES:
+            self.conversions.labels(result.profile).inc()
+        for check in result.checks_failed:
+            self.verification_failures.labels(Failure(check).value).inc()
 
     def set_memory_budget(self, ceiling_mb: int, limit_mb: int | None) -> None:
         """Exported so an alert can compare the offices' RSS with the limit, not only the start-up warning."""

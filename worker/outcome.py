@@ -73,6 +73,8 @@ class JobResult:
     input_bytes: int = 0
     output_bytes: int = 0
     kind: str | None = None
+    profile: str | None = None  # PdfOptions.profile of a converted document (a bounded metric label)
+    checks_failed: tuple[str, ...] = ()  # pdf_checks.Failure values of a PDF that failed its verification
 
     def __post_init__(self) -> None:
         # A reason outside its outcome's set is a bug of ours: fail here, not as a stray label on a dashboard.

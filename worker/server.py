@@ -154,6 +154,7 @@ def _build_parts(config: Config, host: str, pool: OfficePool, limit_mb: int | No
     from worker.auth import AuthSettings, PushAuthenticator
     from worker.job import Job
     from worker.metrics import Metrics
+    from worker.options import MountedSecrets
     from worker.storage import Store
     from worker.web import Lifecycle, create_app
 
@@ -164,7 +165,8 @@ def _build_parts(config: Config, host: str, pool: OfficePool, limit_mb: int | No
     registry = CollectorRegistry()
     metrics = Metrics(registry, pool)
     metrics.set_memory_budget(config.office.memory_ceiling_mb, limit_mb)
-    job = Job(config, pool, Store())
+    secrets = None if config.secrets_dir is None else MountedSecrets(config.secrets_dir)
+    job = Job(config, pool, Store(), secrets=secrets)
     life = Lifecycle()
     app = create_app(config, job=job, pool=pool, authenticator=auth, metrics=metrics, lifecycle=life)
     threads = config.office.pool_size + config.office.effective_queue_size + 4

@@ -96,6 +96,10 @@ def _job_fields(result: JobResult, event: ObjectEvent, total_s: float | None) ->
         "input_bytes": result.input_bytes, "output_bytes": result.output_bytes,
         "total_s": None if total_s is None else round(total_s, 4),
     }
+    if result.profile is not None:  # the options' profile (docs/options.md); failed checks name themselves
+        fields["profile"] = result.profile
+    if result.checks_failed:
+        fields["checks_failed"] = list(result.checks_failed)
     if result.reason is Ignore.SUFFIX:
         fields["suffix"] = posixpath.splitext(event.name)[1].lower()
     return fields

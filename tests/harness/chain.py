@@ -61,10 +61,13 @@ def envelope(worker: WorkerProcess, bucket: str, name: str, generation: int, mes
     return emulators.push_envelope(resp.json(), message_id, subscription=f"projects/{PROJECT}/subscriptions/by-hand")
 
 
-def upload(worker: WorkerProcess, bucket: str, name: str, src: Path | bytes, *, overwrite: bool = False) -> ObjectInfo:
-    """Create-only upload (or a plain overwrite, which makes a new generation of the same object)."""
+def upload(worker: WorkerProcess, bucket: str, name: str, src: Path | bytes, *, overwrite: bool = False,
+           metadata: dict[str, str] | None = None) -> ObjectInfo:
+    """Create-only upload (or a plain overwrite, which makes a new generation of the same object), with the custom
+    metadata `gcloud storage cp --custom-metadata=...` would set (per-document options)."""
     if overwrite:
         blob = worker.client.bucket(bucket).blob(name)
+        blob.metadata = metadata
         if isinstance(src, Path):
             blob.upload_from_filename(str(src))
         else:
@@ -72,6 +75,6 @@ def upload(worker: WorkerProcess, bucket: str, name: str, src: Path | bytes, *, 
         info = worker.store.get_output(bucket, name)
         assert info is not None
         return info
-    info = worker.store.create(bucket, name, src, content_type="application/octet-stream", metadata={})
+    info = worker.store.create(bucket, name, src, content_type="application/octet-stream", metadata=metadata or {})
     assert info is not None, f"gs://{bucket}/{name} already existed"
     return info

@@ -118,3 +118,44 @@ def test_a_format_we_do_not_convert_is_named_on_the_command_line(
     assert result.stderr.count("\n") == 1
     assert ": unsupported_type: the file is a Hangul Word Processor (HWP 5) document" in result.stderr
     assert "upload again" in result.stderr and not out.exists()
+
+
+# -- per-document options: --option KEY=VALUE, secrets from a real SECRETS_DIR ------------------------------------
+
+CORPUS_PASSWORD = "Password1234_"  # MANIFEST.tsv: msoffcrypto-tool/example_password.docx
+
+
+def test_options_and_a_mounted_secret_open_an_encrypted_input_as_pdfa(tmp_path: Path, template: Path) -> None:
+    import pikepdf
+
+    src = corpora.need_corpus(corpora.CORPUS) / "msoffcrypto-tool" / "example_password.docx"
+    secrets = tmp_path / "secrets"
+    (secrets / "doc-pw").mkdir(parents=True)
+    (secrets / "doc-pw" / "value").write_text(CORPUS_PASSWORD + "\n")
+    out = tmp_path / "out.pdf"
+    result = run_cli([str(src), "-o", str(out), "--option", "pdfa=2b", "--option", "password-secret=doc-pw"],
+                     tmp_path / "work", template, SECRETS_DIR=str(secrets))
+    assert result.returncode == 0, result.stderr
+    with pikepdf.open(out) as pdf:
+        meta = pdf.open_metadata()
+        assert (meta.get("pdfaid:part"), meta.get("pdfaid:conformance")) == ("2", "B")
+    assert CORPUS_PASSWORD not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("args", "secret", "reason"), [
+    (["--option", "pdfa=4a", "--option", "colour=red"], None, "bad_option"),
+    (["--option", "password-secret=doc-pw"], "not the password", "password_wrong"),
+    ([], None, "password_required"),
+])
+def test_bad_options_and_passwords_exit_2_before_any_office(tmp_path: Path, template: Path, args: list[str],
+                                                             secret: str | None, reason: str) -> None:
+    src = corpora.need_corpus(corpora.CORPUS) / "msoffcrypto-tool" / "example_password.docx"
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    if secret is not None:
+        (secrets / "doc-pw").write_text(secret)
+    result = run_cli([str(src), "-o", str(tmp_path / "out.pdf"), *args], tmp_path / "work", template,
+                     SECRETS_DIR=str(secrets), SOFFICE_BIN=str(tmp_path / "none"))
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert f": {reason}: " in line and "Traceback" not in result.stderr

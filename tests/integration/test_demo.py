@@ -20,6 +20,9 @@ def test_demo_converts_the_sample_and_stops_every_process(tmp_path: Path) -> Non
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert re.search(r"PDF ready: gs://out-bucket/incoming/sample\.pdf \(\d+ bytes, 1 page", out), out
+    # the second upload carries per-document options; its PDF is PDF/A-2B and records them
+    assert re.search(r"PDF ready: gs://out-bucket/incoming/sample-pdfa\.pdf \(\d+ bytes, 1 page\(s\), PDF/A-2B, "
+                     r"options docworker-pdfa=2b,docworker-watermark=DEMO\)", out), out
     assert "curl" in out and "upload/storage/v1/b/in-bucket/o" in out  # tells the user how to upload more
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
     assert len(pids) >= 3, out  # emulator, fake-gcs, worker

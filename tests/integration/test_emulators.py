@@ -20,6 +20,7 @@ import requests
 
 from tests.harness.waiting import wait_for
 from worker import emulators
+from worker.events import ObjectEvent, parse_push
 from worker.storage import Store, emulator_client
 
 pytestmark = pytest.mark.emulators
@@ -105,7 +106,7 @@ def test_upload_is_pushed_and_redelivered_after_500(tmp_path: Path, receiver: Re
             "incoming/report.docx",
             b"PK fake docx",
             content_type="application/octet-stream",
-            metadata={"requested-by": "alice"},
+            metadata={"requested-by": "alice", "Docworker-PDFA": "2b"},
         )
         assert info is not None
 
@@ -120,7 +121,10 @@ def test_upload_is_pushed_and_redelivered_after_500(tmp_path: Path, receiver: Re
         assert message["attributes"]["eventType"] == "OBJECT_FINALIZE"
         data = json.loads(base64.b64decode(message["data"]))
         assert data["name"] == "incoming/report.docx"
-        assert data["metadata"] == {"requested-by": "alice"}
+        # the object's custom metadata rides in the payload, keys as written: per-document options need no read
+        assert data["metadata"] == {"requested-by": "alice", "Docworker-PDFA": "2b"}
+        event = parse_push({"Content-Type": "application/json"}, json.dumps(second).encode())
+        assert isinstance(event, ObjectEvent) and event.metadata == data["metadata"]
     finally:
         if gcs is not None:
             emulators.stop(gcs)

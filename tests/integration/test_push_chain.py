@@ -82,7 +82,7 @@ def pubsub(request: pytest.FixtureRequest) -> emulators.Proc:
 def chain(pubsub: emulators.Proc, emulator_log_dir: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     base = tmp_path_factory.mktemp("chain")
-    worker, gcs = start_chain(pubsub, emulator_log_dir, base / "work")
+    worker, gcs = start_chain(pubsub, emulator_log_dir, base / "work", SECRETS_DIR=str(mount_secrets(base)))
     try:
         yield worker
     finally:
@@ -90,6 +90,18 @@ def chain(pubsub: emulators.Proc, emulator_log_dir: Path,
             stop_worker(worker)
         finally:
             emulators.stop(gcs)
+
+
+CORPUS_PASSWORD = "Password1234_"  # MANIFEST.tsv: msoffcrypto-tool/example_password.docx
+
+
+def mount_secrets(base: Path) -> Path:
+    """A real secrets directory laid out as Cloud Run mounts it: one directory per secret, the value inside."""
+    secrets = base / "secrets"
+    for name, value in {"doc-pw": CORPUS_PASSWORD + "\n", "doc-pw-wrong": "not the password"}.items():
+        (secrets / name).mkdir(parents=True)
+        (secrets / name / "value").write_text(value)
+    return secrets
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
@@ -218,6 +230,7 @@ def test_encrypted_and_corrupt_documents_end_as_failure_records_delivered_once(
     # The corpus' "corrupt" files (python-pptx/missing_rels_item.pptx, xlrd/corrupted_error.xls) still convert:
     # LibreOffice repairs them. A corpus docx cut in half is corrupt beyond repair (its zip directory is gone).
     corrupt = (CORPUS / "Open-XML-SDK" / "5Errors.docx").read_bytes()[:6000]
+    # Encrypted OOXML opens with its password: without a docworker-password-secret it is password_required.
     cases: dict[str, tuple[Path | bytes, str]] = {"incoming/hostile/encrypted.docx": (encrypted, "password_required"),
              "incoming/hostile/truncated.docx": (corrupt, "corrupt")}
     uploaded = {name: upload(chain, IN_BUCKET, name, src) for name, (src, _) in cases.items()}
@@ -355,3 +368,81 @@ def test_odd_object_names_land_beside_their_source(chain: WorkerProcess, tmp_pat
             assert not [n for n in os.listdir(root) if any(m in n for m in markers)], root
     office_files = _files_under(chain.work_dir / "office")
     assert not [f for f in office_files if any(m in f for m in markers)]
+
+
+# -- 7. per-document options on the upload (issue 14) ----------------------------------------------------------------
+
+
+def test_pdfa_option_on_the_upload_makes_a_pdfa_2b_pdf_and_a_reupload_with_other_options_converts_again(
+    chain: WorkerProcess, tmp_path: Path
+) -> None:
+    import pikepdf
+
+    from worker.job import META_OPTIONS
+    from worker.options import PdfOptions
+
+    name, pdf_name = "incoming/options/archive.docx", "incoming/options/archive.pdf"
+    first = upload(chain, IN_BUCKET, name, DATA / "sample.docx", metadata={"docworker-pdfa": "2b", "owner": "alice"})
+    pdf = wait_output(chain, pdf_name)
+    assert pdf.metadata["docworker-pdfa"] == "2b" and "owner" not in pdf.metadata  # the options applied, only
+    assert pdf.metadata[META_OPTIONS] == PdfOptions(pdfa="2b").digest()
+    with pikepdf.open(fetch(chain, pdf_name, tmp_path / "a.pdf")) as doc:
+        meta = doc.open_metadata()
+        assert (meta.get("pdfaid:part"), meta.get("pdfaid:conformance")) == ("2", "B")
+        assert len(doc.Root.OutputIntents) >= 1
+    [line] = final_answers(chain, name)
+    assert (line["status"], line["outcome"], line["profile"]) == (204, "converted", "pdfa-2b")
+
+    # Same object, new generation, other options: converted again, the PDF replaced and saying so.
+    second = upload(chain, IN_BUCKET, name, DATA / "sample.docx", overwrite=True,
+                    metadata={"docworker-watermark": "DRAFT COPY"})
+    assert second.generation != first.generation
+    newer = wait_for("the re-upload's PDF", lambda: (info := chain.store.get_output(OUT_BUCKET, pdf_name)) and
+                     info.metadata["source-generation"] == str(second.generation) and info,
+                     RESULT_TIMEOUT_S, every_s=0.1, proc=chain.proc)
+    assert newer.metadata["docworker-watermark"] == "DRAFT COPY" and "docworker-pdfa" not in newer.metadata
+    path = fetch(chain, pdf_name, tmp_path / "b.pdf")
+    assert "DRAFT COPY" in pdf_text(path)[1]
+    with pikepdf.open(path) as doc:
+        assert doc.open_metadata().get("pdfaid:part") is None
+    _, samples = chain.scrape()
+    for profile in ("pdfa-2b", "custom"):
+        assert samples[("worker_conversions_total", frozenset({("profile", profile)}))] >= 1
+
+
+def test_bad_options_and_encrypted_inputs_end_as_one_record_each_and_the_right_secret_converts(
+    chain: WorkerProcess, tmp_path: Path
+) -> None:
+    locked = need_corpus(CORPUS) / "msoffcrypto-tool" / "example_password.docx"
+    failing: dict[str, tuple[Path, dict[str, str], str]] = {
+        "incoming/options/bad.docx": (DATA / "sample.docx", {"docworker-pdfa": "4a", "Docworker-Colour": "red"},
+                                      "bad_option"),
+        "incoming/options/locked-wrong.docx": (locked, {"docworker-password-secret": "doc-pw-wrong"},
+                                               "password_wrong"),
+        "incoming/options/locked-none.docx": (locked, {}, "password_required"),
+        "incoming/options/unmounted.docx": (DATA / "sample.docx", {"docworker-password-secret": "nobody-mounted"},
+                                            "bad_option"),
+    }
+    uploaded = {name: upload(chain, IN_BUCKET, name, src, metadata=meta) for name, (src, meta, _) in failing.items()}
+    opened = upload(chain, IN_BUCKET, "incoming/options/locked-right.docx", locked,
+                    metadata={"docworker-password-secret": "doc-pw"})
+
+    pdf = wait_output(chain, "incoming/options/locked-right.pdf")
+    assert pdf.metadata["source-generation"] == str(opened.generation)
+    assert pdf.metadata["docworker-password-secret"] == "doc-pw"  # the secret's name, never its value
+    assert CORPUS_PASSWORD not in json.dumps(pdf.metadata)
+    assert pdf_text(fetch(chain, pdf.name, tmp_path / "open.pdf"))[0] >= 1
+    for name, (_, _, reason) in failing.items():
+        wait_output(chain, name + ".error.json")
+        record = json.loads(fetch(chain, name + ".error.json", tmp_path / "r.json").read_text())
+        [line] = final_answers(chain, name)
+        assert (line["status"], line["outcome"], line["reason"]) == (204, "failed", reason), line
+        assert record["reason"] == reason and record["generation"] == str(uploaded[name].generation)
+        assert chain.store.get_output(OUT_BUCKET, name[: -len(".docx")] + ".pdf") is None
+        assert CORPUS_PASSWORD not in json.dumps(record) and "not the password" not in json.dumps(record)
+    bad = json.loads(fetch(chain, "incoming/options/bad.docx.error.json", tmp_path / "bad.json").read_text())
+    assert set(bad["problems"]) == {"docworker-pdfa", "Docworker-Colour"}
+    assert "1b, 2b or 3b" in bad["problems"]["docworker-pdfa"]
+    time.sleep(3)  # the emulator redelivers a nack after about 1 s: give it three chances to show a loop
+    for name in failing:
+        assert len(chain.deliveries(name, IN_BUCKET)) == 1, chain.deliveries(name, IN_BUCKET)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,39 @@ def test_default_suffixes_cover_every_format_we_convert() -> None:
         DEFAULT_SUFFIXES
     )
     assert ".hwp" in DEFAULT_SUFFIXES  # refused by name with advice, rather than ignored without a word
+
+
+# -- per-document option defaults (PDF_*) and the secrets directory, validated with everything else ---------------
+
+
+def test_pdf_defaults_and_secrets_dir_are_read_at_start(tmp_path: Path) -> None:
+    from worker.options import PdfOptions
+
+    (tmp_path / "reports-owner").write_text("owner secret\n")
+    cfg = Config.from_env({"OUTPUT_BUCKET": "out", "AUTH_MODE": "off", "PDF_MAX_DPI": "150", "PDF_PRINT": "lowres",
+                           "PDF_OWNER_PASSWORD_SECRET": "reports-owner", "SECRETS_DIR": str(tmp_path)})
+    assert cfg.pdf_defaults == PdfOptions(max_dpi=150, printing="lowres", owner_password_secret="reports-owner")
+    assert cfg.secrets_dir == tmp_path
+
+
+def test_bad_pdf_defaults_are_reported_with_every_other_bad_setting() -> None:
+    env = {"PORT": "99999", "PDF_PDFA": "4a", "PDF_COLOUR": "red", "PDF_QUALITY": "0", "SECRETS_DIR": "/nonexistent"}
+    with pytest.raises(WorkerError) as info:
+        Config.from_env(env)
+    assert info.value.reason == Reason.BAD_CONFIG
+    for name in ("OUTPUT_BUCKET", "PORT", "PDF_PDFA", "PDF_COLOUR", "PDF_QUALITY", "SECRETS_DIR"):
+        assert name in info.value.message
+    assert "1b, 2b or 3b" in info.value.message
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"PDF_OPEN_PASSWORD_SECRET": "reports-open"}, "PDF_OPEN_PASSWORD_SECRET: no secrets are configured"),
+    ({"PDF_OPEN_PASSWORD_SECRET": "reports-open", "SECRETS_DIR": "{dir}"}, "is not a secret this service has"),
+    ({"PDF_PRINT": "none"}, "PDF_PRINT: permissions need an owner password"),
+])
+def test_defaults_that_would_refuse_every_upload_stop_the_start(tmp_path: Path, env: dict[str, str],
+                                                                expected: str) -> None:
+    env = {k: v.format(dir=tmp_path) for k, v in env.items()}
+    with pytest.raises(WorkerError) as info:
+        Config.from_env({"OUTPUT_BUCKET": "out", "AUTH_MODE": "off", **env})
+    assert expected in info.value.message

@@ -158,12 +158,11 @@ PLACEHOLDERS = {
     "INPUT_BUCKET",
     "PUSH_SA",
     "METRICS_SECRET",
+    "SECRETS_DIR",
 }
 
 
-@pytest.fixture(scope="module")
-def service() -> dict[str, Any]:
-    text = SERVICE_YAML.read_text()
+def render_service(text: str, secrets_dir: str = "") -> dict[str, Any]:
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     found = {m.group(1) for m in re.finditer(r"\$\{([A-Z_]+)\}", body)}
     assert found == PLACEHOLDERS
@@ -181,8 +180,45 @@ def service() -> dict[str, Any]:
         INPUT_BUCKET="in",
         PUSH_SA="docworker-push",
         METRICS_SECRET="docworker-rungmp",
+        SECRETS_DIR=secrets_dir,
     )
     return yaml.safe_load(rendered)
+
+
+@pytest.fixture(scope="module")
+def service() -> dict[str, Any]:
+    return render_service(SERVICE_YAML.read_text())
+
+
+def test_service_yaml_password_secret_example_mounts_one_directory_per_secret_under_secrets_dir(tmp_path):
+    """The `#+` lines, uncommented as the header says, are a valid service whose worker finds the secret."""
+    text = SERVICE_YAML.read_text()
+    example = [line for line in text.splitlines() if line.lstrip().startswith("#+")]
+    assert len(example) >= 8, "the mount and the volume"
+    uncommented = "\n".join(line.replace("#+ ", "", 1) if line.lstrip().startswith("#+") else line
+                             for line in text.splitlines())
+    service = render_service(uncommented, secrets_dir="/secrets")
+    spec = service["spec"]["template"]["spec"]
+    app = next(c for c in spec["containers"] if c["name"] == "app")
+    env = {e["name"]: e["value"] for e in app["env"]}
+    [mount] = app["volumeMounts"]
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    name = volume["secret"]["secretName"]
+    assert mount["mountPath"] == f"{env['SECRETS_DIR']}/{name}" and mount.get("readOnly") is True
+    assert volume["secret"]["items"] == [{"key": "latest", "path": "value"}]  # the latest version, as a file
+    # the worker reads exactly that layout: SECRETS_DIR/<name>/value (a real directory standing in for the mount)
+    from worker.options import MountedSecrets, PdfOptions, resolve_passwords
+
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "value").write_text("the password\n")
+    passwords = resolve_passwords(PdfOptions(open_password_secret=name), MountedSecrets(tmp_path))
+    assert passwords.open_password == "the password"
+    # the header tells how to grant access on that secret alone
+    assert f"gcloud secrets add-iam-policy-binding {name} " in text and "secretAccessor" in text
+    # without the example, SECRETS_DIR is empty: the worker starts with no secrets
+    assert {e["name"]: e["value"] for e in
+            next(c for c in render_service(text)["spec"]["template"]["spec"]["containers"]
+                 if c["name"] == "app")["env"]}["SECRETS_DIR"] == ""
 
 
 def test_service_yaml_invariants(service, deploy_step):

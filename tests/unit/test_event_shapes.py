@@ -333,3 +333,54 @@ def test_random_json_structures() -> None:
             doc = {"message": doc}
         body = json.dumps(doc).encode()  # ASCII with \u escapes, so lone surrogates survive the trip
         assert_only_bad_request(rng.choice(HEADER_SETS), body)
+
+
+# --- the object's custom metadata (per-document options) in every shape -------------------------------------
+
+OPTIONS_META = {"docworker-pdfa": "2b", "Docworker-Pages": "1-3,5", "requested-by": "ünïcødé"}
+
+
+def _every_shape(data: dict[str, Any]) -> dict[str, tuple[Mapping[str, str], bytes]]:
+    return {
+        "push": (JSON_HEADERS, push({"attributes": attrs(), "data": b64(data), "messageId": "1"})),
+        "push-unwrapped": (unwrapped_headers(), dumps(data)),
+        "cloudevent-binary": (ce_headers(), dumps(data)),
+        "cloudevent-structured": (CE_JSON, structured(data=data)),
+    }
+
+
+@pytest.mark.parametrize("shape", ["push", "push-unwrapped", "cloudevent-binary", "cloudevent-structured"])
+def test_custom_metadata_is_kept_verbatim_in_every_shape(shape: str) -> None:
+    headers, body = _every_shape(obj(metadata=OPTIONS_META))[shape]
+    event = parse_ok(headers, body)
+    assert event.shape == shape
+    assert event.metadata == OPTIONS_META  # keys keep their case: the options parser matches them case-insensitively
+
+
+@pytest.mark.parametrize("shape", ["push", "push-unwrapped", "cloudevent-binary", "cloudevent-structured"])
+def test_an_object_without_custom_metadata_has_an_empty_map(shape: str) -> None:
+    headers, body = _every_shape(obj())[shape]
+    assert parse_ok(headers, body).metadata == {}
+
+
+def test_odd_metadata_values_reach_the_options_parser_as_text_never_dropped() -> None:
+    data = obj(metadata={"docworker-quality": 50, "docworker-pdfa": {"x": 1}, "gone": None})
+    event = parse_ok(JSON_HEADERS, push({"attributes": attrs(), "data": b64(data), "messageId": "1"}))
+    assert event.metadata == {"docworker-quality": "50", "docworker-pdfa": '{"x": 1}'}
+
+
+def test_a_metadata_field_that_is_not_a_map_means_no_custom_metadata() -> None:
+    data = obj(metadata=["docworker-pdfa", "2b"])
+    assert parse_ok(JSON_HEADERS, push({"attributes": attrs(), "data": b64(data), "messageId": "1"})).metadata == {}
+
+
+@pytest.mark.parametrize("shape", ["push-none", "push-bad-data", "push-unwrapped-empty"])
+def test_a_delivery_without_the_object_resource_has_unknown_metadata(shape: str) -> None:
+    """payload format NONE (or data that is not the resource): None, so the job reads the object's metadata."""
+    bodies = {
+        "push-none": (JSON_HEADERS, push({"attributes": attrs(payloadFormat="NONE"), "messageId": "1"})),
+        "push-bad-data": (JSON_HEADERS, push({"attributes": attrs(), "data": b64(b"not json"), "messageId": "1"})),
+        "push-unwrapped-empty": (unwrapped_headers(), b""),
+    }
+    headers, body = bodies[shape]
+    assert parse_ok(headers, body).metadata is None

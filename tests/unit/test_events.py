@@ -49,6 +49,7 @@ def test_captured_emulator_push() -> None:
         delivery_attempt=None,
         subscription="projects/test-project/subscriptions/convert-push",
         shape="push",
+        metadata={"requested-by": "alice"},
     )
 
 

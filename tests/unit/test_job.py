@@ -39,6 +39,7 @@ class FakeStore:
         self.fail_writes: WorkerError | None = None
         self.output_checks = 0  # get_outputs calls: the idempotency reads before a conversion
         self.download_sizes: list[int | None] = []  # the size each download was told (from the event)
+        self.stats = 0
 
     def put(self, bucket: str, name: str, data: bytes, metadata: dict[str, str] | None = None,
             content_type: str | None = None) -> ObjectInfo:
@@ -49,6 +50,13 @@ class FakeStore:
     def live(self, bucket: str, name: str) -> tuple[ObjectInfo, bytes] | None:
         versions = self.objects.get((bucket, name))
         return versions[-1] if versions else None
+
+    def stat(self, bucket: str, name: str, generation: int) -> ObjectInfo:
+        self.stats += 1
+        live = self.live(bucket, name)
+        if live is None or live[0].generation != generation:
+            raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists")
+        return live[0]
 
     def download(self, bucket: str, name: str, generation: int, dest: Path, *, max_bytes: int,
                  size: int | None = None) -> int:
@@ -106,11 +114,13 @@ class FakePool:
         self.errors: list[WorkerError] = []
         self.calls = 0
         self.seen: list[Path] = []
+        self.exports: list[Export] = []
 
     def convert(self, src: Path, dst: Path, import_filter: str | None = None,
                 export: Export = STOCK_EXPORT) -> ConversionTiming:
         self.calls += 1
         self.seen.append(src)
+        self.exports.append(export)
         assert src.exists()
         if self.errors:
             raise self.errors.pop(0)

@@ -166,6 +166,42 @@ def test_label_sets_are_closed():
     assert {"exit", "timeout", "max_conversions", "memory"} <= reasons
 
 
+def test_conversions_by_profile_and_verification_failures_by_check_have_closed_label_sets():
+    from worker.metrics import PROFILES
+    from worker.options import CATALOGUE, DEFAULT, PdfOptions
+    from worker.pdf_checks import Failure
+
+    # every profile PdfOptions can have is a label: one option at a time, the defaults, and PDF/A with PDF/UA
+    seen = {DEFAULT.profile, PdfOptions(pdfa="2b", pdfua=True).profile, PdfOptions(pdfa="1b").profile,
+            PdfOptions(pdfa="3b").profile, PdfOptions(owner_password_secret="o", pdfua=True).profile}
+    seen |= {PdfOptions(**{o.field: o.parse(v)}).profile  # type: ignore[arg-type]
+             for o in CATALOGUE for v in ("true", "5", "1-2", "x", "none", "2b") if _parses(o.parse, v)}
+    assert seen == set(PROFILES)
+
+    metrics = Metrics(CollectorRegistry(), FakePool())
+    s = samples_of(metrics.exposition().decode())
+    assert {dict(k[1])["profile"] for k in s if k[0] == "worker_conversions_total"} == set(PROFILES)
+    assert {dict(k[1])["check"] for k in s if k[0] == "worker_verification_failures_total"} == \
+        {f.value for f in Failure}
+    metrics.observe(JobResult(Outcome.CONVERTED, "ok", profile="pdfa-2b"), 204)
+    metrics.observe(JobResult(Outcome.DUPLICATE, "concurrent", profile="pdfa-2b"), 204)  # not a new PDF
+    metrics.observe(JobResult(Outcome.FAILED, "verification_failed", profile="pdfa-2b",
+                              checks_failed=("pdfa_metadata_missing", "font_not_embedded")), 204)
+    s = samples_of(metrics.exposition().decode())
+    assert value(s, "worker_conversions_total", profile="pdfa-2b") == 1
+    assert value(s, "worker_conversions_total", profile="default") == 0
+    assert value(s, "worker_verification_failures_total", check="pdfa_metadata_missing") == 1
+    assert value(s, "worker_verification_failures_total", check="font_not_embedded") == 1
+
+
+def _parses(parse: Any, raw: str) -> bool:
+    try:
+        parse(raw)
+    except ValueError:
+        return False
+    return True
+
+
 def test_promtool_finds_no_problem():
     promtool = shutil.which("promtool")
     if promtool is None:

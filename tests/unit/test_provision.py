@@ -366,3 +366,35 @@ def test_real_run_is_idempotent_against_a_stateful_fake_gcloud(tmp_path):
     assert [c for c in second if "create" in c or c[:3] == ["secrets", "versions", "add"]] == []
     updates = [c for c in second if c[:3] == ["pubsub", "subscriptions", "update"]]
     assert len(updates) == 1, "an existing push subscription is converged, not skipped"
+
+
+def test_pdf_secrets_get_an_accessor_binding_each_and_are_mounted_one_directory_each():
+    res = dry_run("--pdf-secret", "reports-open", "--pdf-secret", "reports-owner")
+    assert res.returncode == 0, res.stderr
+    cmds = commands(res.stdout)
+    runtime = f"serviceAccount:docworker-run@{PROJECT}.iam.gserviceaccount.com"
+    bindings = [c for c in cmds if c[:3] == ["gcloud", "secrets", "add-iam-policy-binding"]]
+    by_secret = {c[3]: (opt(c, "--member"), opt(c, "--role")) for c in bindings}
+    for name in ("reports-open", "reports-owner"):  # on the secret itself: the runtime SA reads exactly these
+        assert by_secret[name] == (runtime, "roles/secretmanager.secretAccessor")
+    assert not [c for c in cmds if "projects" in c and opt(c, "--role") == "roles/secretmanager.secretAccessor"]
+    [update] = [cmds[i] for i in find(cmds, "gcloud", "run", "services", "update", "docworker")]
+    assert opt(update, "--update-secrets") == ("/secrets/reports-open/value=reports-open:latest,"
+                                               "/secrets/reports-owner/value=reports-owner:latest")
+    assert opt(update, "--update-env-vars") == "SECRETS_DIR=/secrets"
+    # mounted only after the service exists and before anything can push to it
+    assert find(cmds, "gcloud", "run", "services", "describe")[0] < cmds.index(update)
+    assert cmds.index(update) < find(cmds, "gcloud", "pubsub", "subscriptions", "create", "docworker-push")[0]
+
+
+def test_without_pdf_secrets_nothing_is_mounted(dry):
+    _, cmds = dry
+    assert not find(cmds, "gcloud", "run", "services", "update")
+
+
+@pytest.mark.parametrize("args", [("--pdf-secret", "../etc/passwd"), ("--pdf-secret", "a.b"),
+                                  ("--pdf-secret", "docworker-rungmp"), ("--secrets-dir", "relative")])
+def test_refuses_secret_names_the_worker_would_refuse(args):
+    res = dry_run(*args)
+    assert res.returncode == 2, res.stdout
+    assert res.stdout == ""

@@ -21,8 +21,8 @@ NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 REFUSED_STATUS = {Reason.BAD_REQUEST: 400, Reason.UNAUTHENTICATED: 401, Reason.FORBIDDEN: 403,
                   Reason.QUEUE_FULL: 429}
 RETRYABLE = {Reason.OFFICE_CRASHED, Reason.OFFICE_KILLED, Reason.OFFICE_UNAVAILABLE, Reason.QUEUE_FULL,
-             Reason.STORAGE_UNAVAILABLE, Reason.AUTH_UNAVAILABLE, Reason.SHUTTING_DOWN, Reason.CONVERSION_TIMEOUT,
-             Reason.MEMORY_EXHAUSTED}
+             Reason.STORAGE_UNAVAILABLE, Reason.AUTH_UNAVAILABLE, Reason.SECRET_UNAVAILABLE, Reason.SHUTTING_DOWN,
+             Reason.CONVERSION_TIMEOUT, Reason.MEMORY_EXHAUSTED}
 
 
 def expected(outcome: Outcome, reason: Reason | Done | Duplicate | Ignore) -> tuple[int, int]:

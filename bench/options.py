@@ -23,10 +23,10 @@ sys.path.insert(0, str(REPO))
 from measure import DOC1, interleaved, medians, rotate, timed  # noqa: E402
 
 from worker.config import OfficeSettings  # noqa: E402
-from worker.conversion import convert_file  # noqa: E402
+from worker.conversion import convert_file, export_for  # noqa: E402
 from worker.office import Export, OfficePool  # noqa: E402
 from worker.office.profile import build_template  # noqa: E402
-from worker.options import PdfOptions, filter_json, from_metadata  # noqa: E402
+from worker.options import PdfOptions, filter_json, from_metadata, resolve_passwords  # noqa: E402
 from worker.sniff import sniff  # noqa: E402
 
 SOFFICE = "/usr/lib/libreoffice/program/soffice"
@@ -44,6 +44,13 @@ def per_call_us(fn: object, number: int = 20_000) -> float:
     return statistics.median(runs) / number * 1e6
 
 
+def job_additions() -> object:
+    """Everything job.py and conversion.py do per push because options exist, for an upload without any."""
+    options = from_metadata(FOREIGN)
+    passwords = resolve_passwords(options, None)
+    return (options.digest(), options.to_metadata(), options.profile, export_for(options, passwords))
+
+
 def parse_costs() -> list[tuple[str, float]]:
     return [
         ("no metadata: from_metadata(None)", per_call_us(lambda: from_metadata(None))),
@@ -51,6 +58,8 @@ def parse_costs() -> list[tuple[str, float]]:
         ("no options: parse + digest", per_call_us(lambda: from_metadata(None).digest())),
         ("no options: parse + digest + FilterData", per_call_us(
             lambda: from_metadata(None).to_filter_data() and from_metadata(None).digest())),
+        ("no options: all the job adds per push (parse, secrets, digest, metadata, profile, export_for)",
+         per_call_us(job_additions)),
         ("5 options: parse + digest + FilterData", per_call_us(
             lambda: (o := from_metadata(WITH_OPTIONS)).digest() and o.to_filter_data(), number=5_000)),
     ]

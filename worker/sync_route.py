@@ -210,6 +210,7 @@ class SyncRoute:
         metrics.route_offices.labels(ROUTE_LABEL).set_function(lambda: self.gate.in_use)
 
     def register(self, app: Flask) -> None:
+        app.extensions["sync_route"] = self
         for root in ("", ROOT):
             app.add_url_rule(root + ROUTE, f"sync_convert{root.replace('/', '_')}", self.convert, methods=["POST"])
         app.add_url_rule(ROOT + "/health", "gotenberg_health", self.health, methods=["GET"])
@@ -252,9 +253,7 @@ class SyncRoute:
             fields["files"] = [u.filename for u in uploads]
             plan = build_plan(form, uploads, file_fields)
             answer = self._run_bounded(plan, tmp, stats, deadline)
-            response = self._answer_file(answer, plan, trace)
-            tmp_done, tmp = tmp, None  # the response owns the directory now: removed once sent
-            response.call_on_close(lambda: shutil.rmtree(tmp_done, ignore_errors=True))
+            response = self._answer_file(answer, trace)  # an open file: the directory can go before it is sent
             self._observe(200, "ok", fields, stats, started)
             return response
         except SyncError as exc:
@@ -342,10 +341,11 @@ class SyncRoute:
 
     # -- answers ------------------------------------------------------------------------------------
 
-    def _answer_file(self, answer: Answer, plan: Plan, trace: str) -> Response:
+    def _answer_file(self, answer: Answer, trace: str) -> Response:
+        """Sent from an open descriptor, so the request's directory is removed at once whatever the client does."""
         name = output_name(request.headers.get(FILENAME_HEADER), answer.several)
-        response = send_file(answer.path, mimetype=answer.mimetype, as_attachment=True, download_name=name,
-                             conditional=False, etag=False, max_age=0)
+        response = send_file(answer.path.open("rb"), mimetype=answer.mimetype, as_attachment=True,
+                             download_name=name, conditional=False, etag=False, max_age=0)
         response.headers[TRACE_HEADER] = trace
         return response
 

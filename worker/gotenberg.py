@@ -26,7 +26,8 @@ ROOT = "/gotenberg"  # Gotenberg's --api-root-path: a client pointed at <service
 ROUTE_LABEL = "libreoffice_convert"  # the metric label
 TRACE_HEADER = "Gotenberg-Trace"
 FILENAME_HEADER = "Gotenberg-Output-Filename"
-FILES_FIELD = "files"
+FILES_FIELD = "files"  # what clients name the field; Gotenberg takes a file part of any name as a document...
+OTHER_FILE_FIELDS = frozenset({"embeds", "watermark", "stamp", "facturxXml"})  # ...except these, not supported here
 TEXT = "text/plain; charset=UTF-8"  # Gotenberg's error bodies
 MAX_METADATA_CHARS = 64 * 1024
 
@@ -127,8 +128,8 @@ def parse_bool(name: str, value: str) -> bool:
 
 def build_plan(form: Mapping[str, list[str]], uploads: Sequence[Upload], file_fields: Sequence[str] = ()) -> Plan:
     """The validated request, or SyncError(400) naming every field that is wrong or that we cannot honour."""
-    problems: list[str] = [f"form file field '{name}' is not supported by this service (only '{FILES_FIELD}')"
-                           for name in sorted(set(file_fields) - {FILES_FIELD})]
+    problems: list[str] = [f"form file field '{name}' is not supported by this service"
+                           for name in sorted(set(file_fields) & OTHER_FILE_FIELDS)]
     values: dict[str, str] = {}
     for name, given in form.items():
         if len(given) > 1 and len(set(given)) > 1:
@@ -160,7 +161,7 @@ def build_plan(form: Mapping[str, list[str]], uploads: Sequence[Upload], file_fi
         problems += [_named(key, why, values) for key, why in sorted(exc.problems.items())]
     problems += _conflicts(options, passwords, merge, bool(metadata))
     if not uploads:
-        problems.append(f"no form file found in the '{FILES_FIELD}' field")
+        problems.append(f"no form file found (send each document as a file part, e.g. '{FILES_FIELD}')")
     names = [u.filename for u in uploads]
     problems += [f"form file '{n}' is sent more than once (output names must differ)"
                  for n in sorted({n for n in names if names.count(n) > 1})]

@@ -34,6 +34,7 @@ from worker.conversion import VerificationFailed, convert_file
 from worker.errors import Reason, WorkerError
 from worker.gotenberg import (
     FILENAME_HEADER,
+    OTHER_FILE_FIELDS,
     ROOT,
     ROUTE,
     ROUTE_LABEL,
@@ -184,7 +185,7 @@ def read_form(tmp: Path, max_file_bytes: int) -> tuple[dict[str, list[str]], lis
         assert isinstance(part, CappedFile)
         part.close()
         file_fields.append(name)
-        if name == "files":
+        if name not in OTHER_FILE_FIELDS:  # gotenberg-client names each part after its file, chromiumly 'files'
             uploads.append(Upload(sanitize_filename(storage.filename or ""), str(part.name), part.size))
     return {key: form.getlist(key) for key in form}, uploads, file_fields
 

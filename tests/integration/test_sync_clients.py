@@ -10,6 +10,7 @@ import io
 import json
 import shutil
 import subprocess
+import threading
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -22,9 +23,12 @@ import requests
 from gotenberg_client import GotenbergClient
 from gotenberg_client._errors import HttpStatusError
 from gotenberg_client.options import PdfAFormat
+from msoffcrypto.format.ooxml import OOXMLFile
 
 from tests.harness.metrics_scrape import value
+from tests.harness.waiting import wait_for
 from tests.harness.worker_process import WorkerProcess
+from tests.integration.conftest_office import make_long_docx
 from worker import emulators
 
 pytestmark = pytest.mark.office
@@ -40,7 +44,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory, fake_gcs: emulators.Proc) -
     """One `worker serve` with 2 offices (1 for this route, 1 kept for pushes), AUTH_MODE=off on loopback."""
     tmp = tmp_path_factory.mktemp("sync-clients")
     out_bucket = f"sync-{uuid.uuid4().hex[:12]}"
-    emulators.create_bucket(fake_gcs.url, out_bucket)
+    for bucket in (out_bucket, out_bucket + "-in"):
+        emulators.create_bucket(fake_gcs.url, bucket)
     proc = WorkerProcess(tmp / "logs", tmp / "work", fake_gcs.url, output_bucket=out_bucket,
                          input_buckets=(out_bucket + "-in",), env={"POOL_SIZE": "2", "SYNC_TIMEOUT_S": "120"})
     proc.start(120)
@@ -209,3 +214,66 @@ def test_plain_http_answers_like_gotenberg(worker: WorkerProcess) -> None:
     assert r.status_code == 200 and r.content.startswith(b"%PDF-")
     r = requests.post(worker.url + "/forms/libreoffice/convert", json={}, timeout=30)
     assert r.status_code == 415 and r.headers["Content-Type"] == "text/plain; charset=UTF-8"
+
+
+# -- passwords and the push path -------------------------------------------------------------------------
+
+
+def encrypted_docx(path: Path, password: str) -> Path:
+    """sample.docx encrypted as Word does (ECMA-376 agile encryption, msoffcrypto-tool)."""
+    with (DATA / "sample.docx").open("rb") as src, path.open("wb") as out:
+        OOXMLFile(src).encrypt(password, out)
+    return path
+
+
+def test_gotenberg_client_password_opens_an_encrypted_input_and_user_password_encrypts_the_output(
+        gotenberg: GotenbergClient, tmp_path: Path) -> None:
+    locked = encrypted_docx(tmp_path / "locked.docx", "s3cret")
+    with gotenberg.libre_office.to_pdf() as route, pytest.raises(HttpStatusError) as caught:
+        route.convert(locked).run()
+    assert caught.value.response.status_code == 400
+    assert caught.value.response.content.decode() == (
+        "The document 'locked.docx' is password-protected. Provide its password in the 'password' form field.")
+    with gotenberg.libre_office.to_pdf() as route, pytest.raises(HttpStatusError) as caught:
+        route.convert(locked).password("wrong").run()
+    assert caught.value.response.status_code == 400
+    assert "The password for the document 'locked.docx' is incorrect" in caught.value.response.content.decode()
+    with gotenberg.libre_office.to_pdf() as route:
+        response = route.convert(locked).password("s3cret").user_password("open-me").run()
+    assert response.status_code == 200
+    with pytest.raises(pikepdf.PasswordError):
+        pikepdf.open(io.BytesIO(response.content))
+    with pikepdf.open(io.BytesIO(response.content), password="open-me") as pdf:
+        assert len(pdf.pages) >= 1
+
+
+def test_a_push_is_served_while_the_route_holds_all_its_offices(worker: WorkerProcess, tmp_path: Path) -> None:
+    """POOL_SIZE=2 gives this route 1 office: with it busy (a 500-page document) and one more request waiting,
+    a push still converts on the office kept for pushes, and it is answered before the long conversion ends."""
+    long_doc = make_long_docx(tmp_path / "long.docx", 500)
+    answers: dict[str, int] = {}
+
+    def convert(name: str, path: Path) -> None:
+        with path.open("rb") as f:
+            answers[name] = requests.post(worker.url + "/forms/libreoffice/convert", files={"files": (path.name, f)},
+                                          timeout=300).status_code
+
+    threads = [threading.Thread(target=convert, args=("long", long_doc)),
+               threading.Thread(target=convert, args=("waiting", DATA / "sample.docx"))]
+    threads[0].start()
+    wait_for("the route's office busy",
+             lambda: value(worker.scrape()[1], "worker_route_offices_in_use", route="libreoffice_convert") == 1,
+             timeout_s=30)
+    threads[1].start()
+    name = f"push/{uuid.uuid4().hex[:8]}.docx"
+    blob = worker.client.bucket(worker.in_bucket).blob(name)
+    blob.upload_from_filename(str(DATA / "sample.docx"))
+    blob.reload()
+    item = {"kind": "storage#object", "bucket": worker.in_bucket, "name": name, "generation": str(blob.generation),
+            "size": str(blob.size)}
+    push = worker.post(emulators.push_envelope(item, "sync-1", subscription="projects/p/subscriptions/s"))
+    assert push.status_code == 204
+    assert "long" not in answers  # the push did not wait for the route's conversion
+    for t in threads:
+        t.join(300)
+    assert answers == {"long": 200, "waiting": 200}

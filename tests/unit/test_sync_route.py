@@ -304,3 +304,14 @@ def test_sync_settings_default_to_all_offices_but_one_and_are_validated() -> Non
         Config.from_env({**env, "SYNC_MAX_OFFICES": "4", "SYNC_TIMEOUT_S": "-1"})
     assert "SYNC_MAX_OFFICES=4 is more than POOL_SIZE=3" in caught.value.message
     assert "SYNC_TIMEOUT_S" in caught.value.message
+
+
+def test_literal_passwords_reach_the_export_and_an_unencrypted_answer_is_never_sent(
+        http: FlaskClient, converter: PdfWriter) -> None:
+    """userPassword has no secret name in the options: the export must still encrypt, and the PDF is verified
+    (this fake writes an unencrypted one, so the answer is a 400 naming the failed check, not that PDF)."""
+    r = post(http, [("a.docx", DOCX)], {"userPassword": "open-me"})
+    data = converter.calls[0].filter_data
+    assert data is not None and data["EncryptFile"] is True and data["DocumentOpenPassword"] == "open-me"
+    assert r.status_code == 400
+    assert "verification_failed" in r.text and "open-me" not in r.text

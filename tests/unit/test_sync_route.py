@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
 from tests.harness.metrics_scrape import samples_of, value
+from tests.harness.waiting import wait_for
 from tests.harness.web_app import NoPool, RecordingJob
 from worker.auth import AuthSettings, PushAuthenticator
 from worker.config import Config, OfficeSettings
@@ -196,6 +197,8 @@ def test_beyond_the_routes_share_of_offices_requests_get_429_with_retry_after(
     for t in threads:
         t.start()
     assert converter.started.acquire(timeout=5)  # the first one converts (the second waits for the office)
+    gate = sync_app.extensions["sync_route"].gate
+    wait_for("both requests inside the gate", lambda: gate.inside == 2, timeout_s=5)
     assert value(samples_of(metrics.exposition().decode()), "worker_route_offices_in_use",
                  route="libreoffice_convert") == 1
     r = post(sync_app.test_client(), [("a.docx", DOCX)])

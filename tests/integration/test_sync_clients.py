@@ -248,9 +248,9 @@ def test_gotenberg_client_password_opens_an_encrypted_input_and_user_password_en
 
 
 def test_a_push_is_served_while_the_route_holds_all_its_offices(worker: WorkerProcess, tmp_path: Path) -> None:
-    """POOL_SIZE=2 gives this route 1 office: with it busy (a 500-page document) and one more request waiting,
-    a push still converts on the office kept for pushes, and it is answered before the long conversion ends."""
-    long_doc = make_long_docx(tmp_path / "long.docx", 500)
+    """POOL_SIZE=2 gives this route 1 office: with it busy (a 1500-page document, several seconds) and one more
+    request waiting, a push still converts on the office kept for pushes, answered while the long one runs."""
+    long_doc = make_long_docx(tmp_path / "long.docx", 1500)
     answers: dict[str, int] = {}
 
     def convert(name: str, path: Path) -> None:
@@ -273,7 +273,7 @@ def test_a_push_is_served_while_the_route_holds_all_its_offices(worker: WorkerPr
             "size": str(blob.size)}
     push = worker.post(emulators.push_envelope(item, "sync-1", subscription="projects/p/subscriptions/s"))
     assert push.status_code == 204
-    assert "long" not in answers  # the push did not wait for the route's conversion
+    assert threads[0].is_alive() and "long" not in answers  # the push did not wait for the route's conversion
     for t in threads:
         t.join(300)
     assert answers == {"long": 200, "waiting": 200}

@@ -3,10 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PYTHON ?= python3
 STAMP := $(VENV)/.installed
+# npm's Gotenberg client (chromiumly), pinned by tests/clients/package-lock.json, for the synchronous-route tests.
+NODE_CLIENTS := tests/clients/node_modules/.package-lock.json
 
-.PHONY: setup system venv test test-all lint stress parity bench demo clean
+.PHONY: setup system venv node-clients test test-all lint stress parity bench demo clean
 
-setup: system venv
+setup: system venv node-clients
 
 system:
 	sh docker/install-system.sh --dev
@@ -18,6 +20,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+node-clients: $(NODE_CLIENTS)
+
+$(NODE_CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund
 
 test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -40,4 +47,4 @@ demo: setup
 	$(PY) -m worker demo tests/data/sample.docx
 
 clean:
-	rm -rf $(VENV) run bench/out
+	rm -rf $(VENV) run bench/out tests/clients/node_modules

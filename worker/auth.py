@@ -61,6 +61,7 @@ class AuthSettings:
     service_account: str | None = None
     certs_url: str = GOOGLE_CERTS_URL
     certs_timeout_s: float = 5.0
+    other_accounts: tuple[str, ...] = ()  # also accepted (the synchronous route's callers, SYNC_CALLERS)
 
     def problems(self) -> list[str]:
         """Every configuration mistake, so start-up can report them all at once."""
@@ -148,7 +149,8 @@ class PushAuthenticator:
     def _require_email(self, claims: Mapping[str, object], *, check_verified: bool) -> str:
         """A genuine token for the wrong identity is FORBIDDEN, not UNAUTHENTICATED."""
         email = claims.get("email")
-        if not isinstance(email, str) or email != self._settings.service_account:
+        accepted = email == self._settings.service_account or email in self._settings.other_accounts
+        if not isinstance(email, str) or not accepted:
             raise WorkerError(Reason.FORBIDDEN, f"caller {str(email)[:120]!r} is not the push account")
         if check_verified and claims.get("email_verified") is not True:
             raise WorkerError(Reason.FORBIDDEN, f"caller {email!r} has no verified email")

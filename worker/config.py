@@ -105,6 +105,20 @@ class Config:
     max_body_bytes: int = 16 * 2**20  # above Pub/Sub's largest push (10 MB message, base64)
     pdf_defaults: options.PdfOptions = options.DEFAULT  # PDF_* variables; each upload's metadata overrides them
     secrets_dir: Path | None = None  # SECRETS_DIR: the operator's mounted secrets (docs/options.md)
+    # The synchronous Gotenberg route (worker/sync_route.py, docs/operations.md): at most sync_max_offices offices
+    # convert for it at once, so the rest stay free for pushes; 0 -> pool_size - 1, at least 1.
+    sync_max_offices: int = 0
+    sync_queue_size: int = 0  # requests waiting for one of those offices; 0 -> 2 x effective_sync_max_offices
+    sync_timeout_s: float = 30.0  # one request, upload to answer (Gotenberg's --api-timeout default)
+    sync_callers: tuple[str, ...] = ()  # identities allowed besides PUSH_SERVICE_ACCOUNT (platform, oidc)
+
+    @property
+    def effective_sync_max_offices(self) -> int:
+        return self.sync_max_offices or max(1, self.office.pool_size - 1)
+
+    @property
+    def effective_sync_queue_size(self) -> int:
+        return self.sync_queue_size or 2 * self.effective_sync_max_offices
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -132,7 +146,13 @@ class Config:
             max_body_bytes=r.get("MAX_BODY_BYTES", _positive_int, 16 * 2**20),
             pdf_defaults=r.checked(options.from_env, env, options.DEFAULT),
             secrets_dir=r.checked(_secrets_dir, env, None),
+            sync_max_offices=r.get("SYNC_MAX_OFFICES", _positive_int, 0),
+            sync_queue_size=r.get("SYNC_QUEUE_SIZE", _positive_int, 0),
+            sync_timeout_s=r.get("SYNC_TIMEOUT_S", _positive_float, 30.0),
+            sync_callers=r.get("SYNC_CALLERS", _csv, ()),
         )
+        if cfg.sync_max_offices > office.pool_size:
+            r.problems.append(f"SYNC_MAX_OFFICES={cfg.sync_max_offices} is more than POOL_SIZE={office.pool_size}")
         if auth_mode in ("platform", "oidc") and not cfg.push_service_account:
             r.problems.append(f"PUSH_SERVICE_ACCOUNT is required when AUTH_MODE={auth_mode}")
         if auth_mode == "oidc" and not cfg.auth_audience:

@@ -74,7 +74,8 @@ def convert_file(
 
 def export_for(options: PdfOptions, passwords: Passwords) -> Export:
     """The stock export unless something was asked: no FilterData means LibreOffice's configured defaults."""
-    exported = replace(options, password_secret=None, update_indexes=None) != DEFAULT
+    exported = replace(options, password_secret=None, update_indexes=None) != DEFAULT \
+        or bool(passwords.open_password or passwords.owner_password)  # literal (Gotenberg's form), no secret names
     if not exported and passwords.input_password is None and options.update_indexes is None:
         return STOCK_EXPORT
     return Export(options.to_filter_data(passwords) if exported else None, passwords.input_password,

@@ -62,6 +62,20 @@ class Metrics:
             self.conversions.labels(profile)
         for check in Failure:
             self.verification_failures.labels(check.value)
+        # The synchronous routes (worker/sync_route.py): the same facts as a push's, labelled by route.
+        self.route_requests = Counter("worker_route_requests", "Synchronous conversion requests answered, by route, "
+                                      "status code and reason.", ["route", "code", "reason"], registry=registry)
+        self.route_duration = Histogram("worker_route_duration_seconds", "Time from a synchronous request received "
+                                        "to its answer, by route.", ["route"], buckets=STAGE_BUCKETS,
+                                        registry=registry)
+        self.route_stage = Histogram("worker_route_stage_duration_seconds", "Time spent in each stage of a "
+                                     "synchronous request (upload, queue_wait, convert, assemble).",
+                                     ["route", "stage"], buckets=STAGE_BUCKETS, registry=registry)
+        self.route_bytes = Counter("worker_route_bytes", "Bytes of documents received (in) and of PDFs or zips "
+                                   "answered (out) by the synchronous routes.", ["route", "direction"],
+                                   registry=registry)
+        self.route_offices = Gauge("worker_route_offices_in_use", "Offices converting for a synchronous route now "
+                                   "(at most SYNC_MAX_OFFICES).", ["route"], registry=registry)
         info = Gauge("worker_build_info", "Build information; always 1.", ["version", "python"], registry=registry)
         info.labels(__version__, platform.python_version()).set(1)
         for stage in STAGES:
@@ -89,6 +103,16 @@ class Metrics:
             self.conversions.labels(result.profile).inc()
         for check in result.checks_failed:
             self.verification_failures.labels(Failure(check).value).inc()
+
+    def observe_route(self, route: str, status: int, reason: str, total_s: float, stages: dict[str, float],
+                      input_bytes: int, output_bytes: int) -> None:
+        """Every metric of one synchronous request, refusals included (`reason` "ok" when it converted)."""
+        self.route_requests.labels(route, str(status), reason).inc()
+        self.route_duration.labels(route).observe(total_s)
+        for stage, seconds in stages.items():
+            self.route_stage.labels(route, stage).observe(seconds)
+        self.route_bytes.labels(route, "in").inc(input_bytes)
+        self.route_bytes.labels(route, "out").inc(output_bytes)
 
     def set_memory_budget(self, ceiling_mb: int, limit_mb: int | None) -> None:
         """Exported so an alert can compare the offices' RSS with the limit, not only the start-up warning."""

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # imported at run time only after the pool has started (see b
 
 log = logging.getLogger("worker.server")
 
-PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
+PROBE_PATHS = frozenset({"/health", "/ready", "/metrics", "/gotenberg/health"})
 
 
 class ProbeFirstDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]  # waitress is untyped
@@ -168,8 +168,14 @@ def _build_parts(config: Config, host: str, pool: OfficePool, limit_mb: int | No
     secrets = None if config.secrets_dir is None else MountedSecrets(config.secrets_dir)
     job = Job(config, pool, Store(), secrets=secrets)
     life = Lifecycle()
-    app = create_app(config, job=job, pool=pool, authenticator=auth, metrics=metrics, lifecycle=life)
-    threads = config.office.pool_size + config.office.effective_queue_size + 4
+    sync_auth = PushAuthenticator(AuthSettings(  # the synchronous route's callers: SYNC_CALLERS too
+        mode=config.auth_mode, audience=config.auth_audience, service_account=config.push_service_account,
+        certs_url=config.auth_certs_url, other_accounts=config.sync_callers,
+    ))
+    app = create_app(config, job=job, pool=pool, authenticator=auth, metrics=metrics, lifecycle=life,
+                     converter=pool, sync_authenticator=sync_auth)
+    threads = config.office.pool_size + config.office.effective_queue_size + 4 + config.effective_sync_max_offices \
+        + config.effective_sync_queue_size  # room for the synchronous route's admitted requests beside pushes
     channels: dict[int, Any] = {}
     server = make_server(app, host, config.port, threads, config.office.conversion_timeout_s + 60, channels)
     return Parts(config, app, pool, metrics, registry, life, server, channels, host, threads, started)

@@ -23,7 +23,7 @@ from worker.errors import RETRYABLE, Reason, WorkerError
 from worker.events import NotStorageEvent, ObjectEvent, parse_push
 from worker.logs import trace_fields
 from worker.metrics import CONTENT_TYPE, Metrics
-from worker.office import PoolView
+from worker.office import Converter, PoolView
 from worker.outcome import Ignore, JobResult, Outcome
 
 log = logging.getLogger("worker.push")
@@ -115,18 +115,25 @@ class Lifecycle:
     def __init__(self) -> None:
         self.draining = False
         self.in_flight = 0
+        self.sync_in_flight = 0  # synchronous conversions (worker/sync_route.py): drained, never counted as pushes
         self._cond = threading.Condition()
 
-    def enter(self) -> bool:
+    @property
+    def pushes_in_flight(self) -> int:
+        return self.in_flight - self.sync_in_flight
+
+    def enter(self, *, sync: bool = False) -> bool:
         with self._cond:
             if self.draining:
                 return False
             self.in_flight += 1
+            self.sync_in_flight += sync
             return True
 
-    def leave(self) -> None:
+    def leave(self, *, sync: bool = False) -> None:
         with self._cond:
             self.in_flight -= 1
+            self.sync_in_flight -= sync
             self._cond.notify_all()
 
     def drain(self, grace_s: float) -> bool:
@@ -145,6 +152,8 @@ def create_app(
     metrics: Metrics,
     lifecycle: Lifecycle | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    converter: Converter | None = None,
+    sync_authenticator: PushAuthenticator | None = None,
 ) -> Flask:
     """The app factory: every collaborator is passed in, so tests build the app from real or fake parts."""
     app = Flask("worker")
@@ -155,7 +164,7 @@ def create_app(
 
     def deliver(headers: dict[str, str], fields: dict[str, Any]) -> tuple[JobResult, ObjectEvent | None]:
         """Check, parse and run one push; the event only when the job ran."""
-        if life.in_flight > capacity:
+        if life.pushes_in_flight > capacity:
             # More pushes than offices plus queue: say so before any download, not after.
             return JobResult(Outcome.RETRY, Reason.QUEUE_FULL, "every office busy and the queue is full"), None
         try:
@@ -197,6 +206,11 @@ def create_app(
     def metrics_route() -> Response:
         return Response(metrics.exposition(), content_type=CONTENT_TYPE)
 
+    if converter is not None:  # the synchronous Gotenberg route on the same pool (worker/sync_route.py)
+        from worker.sync_route import SyncRoute
+
+        SyncRoute(config, converter=converter, pool=pool, authenticator=sync_authenticator or authenticator,
+                  metrics=metrics, lifecycle=life).register(app)
     _add_error_handlers(app, config, metrics)
     return app
 

@@ -28,14 +28,11 @@ soffice) is stopped by its own PID/process group before exit. Servers listen on 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +43,7 @@ from urllib.parse import quote, urlsplit
 from xmlrpc.client import ServerProxy
 
 import requests
-from measure import DOC1, DOC10, DOC100, convert_timed, medians, rotate
+from measure import DOC1, DOC10, DOC100, cold_soffice, convert_timed, medians, rotate, soffice_binary
 
 REPO = Path(__file__).resolve().parent.parent
 # The worker tree under test (bench/perf.py runs this script against an older tree too); documents come from REPO.
@@ -63,13 +60,6 @@ IN_BUCKET, OUT_BUCKET = "bench-in", "bench-out"
 WARMUP_ROUNDS = 2
 TARGET_VS_BARE = 1.1
 TARGET_VS_COLD = 12.0
-
-
-def soffice_binary() -> str:
-    for candidate in (shutil.which("soffice"), shutil.which("libreoffice"), "/usr/lib/libreoffice/program/soffice"):
-        if candidate and Path(candidate).exists():
-            return candidate
-    raise SystemExit("bench: soffice not found")
 
 
 class Bench:
@@ -191,20 +181,7 @@ class Bench:
         return t3 - t0, t2 - t1
 
     def _soffice(self, src: Path, outdir: Path) -> Path:
-        cmd = [self.soffice, f"-env:UserInstallation={self.cold_profile.as_uri()}", "--headless", "--norestore",
-               "--convert-to", "pdf", "--outdir", str(outdir), str(src)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        try:
-            proc.wait(timeout=300)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # nothing of it may outlive the request
-            proc.wait()
-        pdf = outdir / (src.stem + ".pdf")
-        if proc.returncode != 0 or not pdf.exists():
-            raise SystemExit(f"bench: cold soffice failed ({proc.returncode}) on {src}")
-        return pdf
+        return cold_soffice(self.soffice, self.cold_profile, src, outdir)
 
     def _worker_durations(self, name: str) -> dict[str, float]:
         assert self.worker is not None

@@ -8,9 +8,13 @@ calling script put first on sys.path.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
+import os
 import re
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -35,6 +39,34 @@ MIXED = [DATA / f"sample.{ext}" for ext in ("docx", "doc", "odt", "rtf", "xlsx",
 S = TypeVar("S")
 T = TypeVar("T")
 K = TypeVar("K")
+
+# -- the cold path: stock soffice, one process per document, as the tutorial runs it ------------------------------
+
+
+def soffice_binary() -> str:
+    for candidate in (shutil.which("soffice"), shutil.which("libreoffice"), "/usr/lib/libreoffice/program/soffice"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise SystemExit("bench: soffice not found")
+
+
+def cold_soffice(soffice: str, profile: Path, src: Path, outdir: Path) -> Path:
+    """One cold `soffice --convert-to pdf` of src into outdir; nothing of it outlives the call; the PDF's path."""
+    cmd = [soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
+           "--convert-to", "pdf", "--outdir", str(outdir), str(src)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        proc.wait(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    pdf = outdir / (src.stem + ".pdf")
+    if proc.returncode != 0 or not pdf.exists():
+        raise SystemExit(f"bench: cold soffice failed ({proc.returncode}) on {src}")
+    return pdf
+
 
 # -- statistics ---------------------------------------------------------------------------------------------------
 

@@ -22,13 +22,10 @@ by its own PID before exit. Servers listen on 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,7 +36,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from measure import DOC1, convert_timed, percentile
+from measure import DOC1, cold_soffice, convert_timed, percentile, soffice_binary, timed
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -53,13 +50,6 @@ ROUTE = "/forms/libreoffice/convert"
 IN_BUCKET, OUT_BUCKET = "sync-in", "sync-out"
 TARGET_RATE, TARGET_VS_COLD, TARGET_P50_MS = 25.0, 20.0, 10.0
 BODY = DOC1.read_bytes()
-
-
-def soffice_binary() -> str:
-    for candidate in (shutil.which("soffice"), "/usr/lib/libreoffice/program/soffice"):
-        if candidate and Path(candidate).exists():
-            return candidate
-    raise SystemExit("bench: soffice not found")
 
 
 class Bench:
@@ -111,21 +101,7 @@ class Bench:
 
     def cold(self, doc: Path) -> float:
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
-            cmd = [self.soffice, f"-env:UserInstallation={self.cold_profile.as_uri()}", "--headless", "--norestore",
-                   "--convert-to", "pdf", "--outdir", tmp, str(doc)]
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True)
-            try:
-                proc.wait(timeout=300)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            elapsed = time.perf_counter() - t0
-            if not (Path(tmp) / (doc.stem + ".pdf")).exists():
-                raise SystemExit("bench: cold soffice wrote no PDF")
-            return elapsed
+            return timed(lambda: cold_soffice(self.soffice, self.cold_profile, doc, Path(tmp)))
 
     def push(self, session: requests.Session) -> tuple[int, float]:
         """One push of a 1-page docx (object uploaded first, not timed): push received -> 204."""

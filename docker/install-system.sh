@@ -5,7 +5,8 @@
 #
 # Usage: install-system.sh [--dev] [--list]
 #   (no args)  install the runtime packages that are missing
-#   --dev      also the test-only tools (poppler-utils for PDF checks, prometheus for promtool)
+#   --dev      also the test-only tools (poppler-utils for PDF checks, prometheus for promtool, and Debian's
+#              nodejs + npm for the Gotenberg client tests when no npm is on the PATH)
 #   --list     print the package names, one a line, and install nothing
 #
 # Idempotent: installs only what is missing; when nothing is, it says so and touches nothing (no apt-get
@@ -23,13 +24,15 @@ for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
     --list) list=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install-system: unknown argument: $arg (usage: install-system.sh [--dev] [--list])" >&2; exit 2 ;;
   esac
 done
 
 PKGS="$RUNTIME_PKGS"
 [ "$dev" -eq 0 ] || PKGS="$PKGS $DEV_PKGS"
+# Any npm will do (a NodeSource nodejs ships its own, and Debian's npm package would conflict with it).
+[ "$dev" -eq 0 ] || command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 
 if [ "$list" -eq 1 ]; then
   for p in $PKGS; do echo "$p"; done

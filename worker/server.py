@@ -83,15 +83,19 @@ def memory_budget_warning(office: OfficeSettings, limit_mb: int | None) -> str |
 
 
 def make_server(app: Any, host: str, port: int, threads: int, channel_timeout_s: float,
-                channels: dict[int, Any] | None = None) -> Any:
+                channels: dict[int, Any] | None = None, max_body_bytes: int = 16 * 2**20) -> Any:
     """waitress on `threads` push threads plus 2 probe threads, so /health never waits behind a conversion.
 
     `channels` is waitress's socket map: pass a dict to see its connections (`_wait_responses_sent`).
+    waitress receives a whole body before the app runs (its own cap is 1 GiB), so an unauthenticated caller could
+    park a gigabyte on disk per request before the app's MAX_BODY_BYTES 413 and its 401: waitress refuses bodies
+    over twice MAX_BODY_BYTES itself (a plain 413, no log line of ours); between 1x and 2x the app answers.
     """
     dispatcher = ProbeFirstDispatcher(probe_threads=2)
     dispatcher.set_thread_count(threads)
     return _create_server(app, {} if channels is None else channels, dispatcher, host=host, port=port,
-                          threads=threads, ident="docworker", channel_timeout=channel_timeout_s)
+                          threads=threads, ident="docworker", channel_timeout=channel_timeout_s,
+                          max_request_body_size=2 * max_body_bytes)
 
 
 @dataclass
@@ -177,7 +181,8 @@ def _build_parts(config: Config, host: str, pool: OfficePool, limit_mb: int | No
     threads = config.office.pool_size + config.office.effective_queue_size + 4 + config.effective_sync_max_offices \
         + config.effective_sync_queue_size  # room for the synchronous route's admitted requests beside pushes
     channels: dict[int, Any] = {}
-    server = make_server(app, host, config.port, threads, config.office.conversion_timeout_s + 60, channels)
+    server = make_server(app, host, config.port, threads, config.office.conversion_timeout_s + 60, channels,
+                         config.max_body_bytes)
     return Parts(config, app, pool, metrics, registry, life, server, channels, host, threads, started)
 
 

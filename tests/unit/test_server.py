@@ -130,3 +130,26 @@ def test_a_container_smaller_than_the_ceiling_is_named_at_start() -> None:
     assert memory_budget_warning(office, office.memory_ceiling_mb) is None
     warning = memory_budget_warning(office, 2048)
     assert warning is not None and "2496 MiB" in warning and "2048 MiB" in warning and "OFFICE_RSS_KILL_MB" in warning
+
+
+def test_waitress_refuses_a_body_over_twice_max_body_bytes_before_receiving_it() -> None:
+    """A declared 1 GiB body is answered 413 at once (nothing parked on disk); 1.5x the limit still reaches the app,
+    which answers its own 413 (logged, counted)."""
+    seen: list[int] = []
+    app = Flask("bodies")
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+
+    @app.post("/")
+    def post() -> tuple[str, int]:
+        seen.append(1)
+        return "app", 413
+
+    def huge() -> Iterator[bytes]:  # never sent past the headers: waitress answers on Content-Length
+        yield b"x" * 2**20
+
+    with running(lambda a: make_server(a, "127.0.0.1", 0, threads=2, channel_timeout_s=120, max_body_bytes=1000),
+                 app) as url:
+        near = requests.post(url + "/", data=b"x" * 1500, timeout=30)
+        assert (near.status_code, near.text, seen) == (413, "app", [1])
+        far = requests.post(url + "/", data=huge(), headers={"Content-Length": str(2**30)}, timeout=30)
+        assert far.status_code == 413 and far.text != "app" and seen == [1]

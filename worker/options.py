@@ -4,7 +4,7 @@ Pure: no Flask, no GCS, no UNO. Options come from the uploaded object's custom m
 (`docworker-pdfa: 2b`), over service-wide defaults from the environment (`PDF_PDFA=2b`). Every bad key is
 reported at once with its accepted values (`BadOptions`). Passwords never travel in metadata: metadata names a
 secret, and `MountedSecrets` reads it only from files the operator mounted under one directory. docs/options.md
-has the table and the design; a later session wires this into events -> job -> pool -> launcher.
+has the table and the design; job.py, conversion.py and the Gotenberg route (gotenberg.py) use it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 class BadOptions(ValueError):
     """One or more bad option keys or values; `problems` maps each key to what was wrong and what is accepted.
 
-    A later session maps it to a permanent failure record (a new Reason, e.g. `bad_option`), acked at once.
+    The job turns it into one permanent `bad_option` record, acked at once; the Gotenberg route into one 400.
     """
 
     def __init__(self, problems: Mapping[str, str]) -> None:

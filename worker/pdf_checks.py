@@ -4,8 +4,8 @@ This is a STRUCTURAL check, not a full PDF/A or PDF/UA validator (veraPDF is one
 the properties each option promises are present (XMP pdfaid part and conformance, an output intent, embedded
 fonts, no encryption; a structure tree and the pdfuaid mark; the page count; the passwords and permission
 bits; the watermark text; image resolution, compression and JPEG quality), read with pikepdf (qpdf) and pypdf's text
-extraction, never by hand. It returns named failures from a closed set, so a later session turns a failing
-PDF into a permanent failure record naming what failed instead of storing a silently non-compliant file.
+extraction, never by hand. It returns named failures from a closed set; conversion.convert_file turns a failing
+PDF into VerificationFailed (a permanent failure record naming what failed), never a silently non-compliant file.
 Only what was asked is checked: a push without options costs nothing here.
 """
 

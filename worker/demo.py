@@ -103,7 +103,9 @@ def _run(
     ok = _wait_for_result(store, PREFIX + sample.stem, PREFIX + sample.name, log_dir, worker, pusher, stopping, say)
     if ok and not stopping.is_set():
         ok = _convert_with_options(store, sample, content_type, log_dir, worker, pusher, stopping, say)
-    _print_how_to_upload_more(gcs.url)
+    if ok and not stopping.is_set():
+        ok = _convert_synchronously(worker_url, sample, log_dir, say)
+    _print_how_to_upload_more(gcs.url, worker_url)
     if keep_running and not stopping.is_set():
         say("running; Ctrl-C (or SIGTERM) stops everything")
         while not stopping.wait(1.0):
@@ -171,6 +173,24 @@ def _convert_with_options(
     return _wait_for_result(store, stem, name, log_dir, worker, pusher, stopping, say)
 
 
+def _convert_synchronously(worker_url: str, sample: Path, log_dir: Path, say: Callable[[str], None]) -> bool:
+    """The same document through Gotenberg's LibreOffice route, as any Gotenberg client sends it: the PDF comes back."""
+    local = log_dir / "out" / (sample.stem + "-sync.pdf")
+    local.parent.mkdir(exist_ok=True)
+    t0 = time.monotonic()
+    with sample.open("rb") as fh:
+        answer = requests.post(f"{worker_url}/forms/libreoffice/convert", files={"files": (sample.name, fh)},
+                               data={"pdfa": "PDF/A-2b"}, timeout=OUTPUT_TIMEOUT_S)
+    elapsed_ms = (time.monotonic() - t0) * 1000
+    if answer.status_code != 200:
+        say(f"synchronous route FAILED: HTTP {answer.status_code}: {answer.text[:300]}")
+        return False
+    local.write_bytes(answer.content)
+    say(f"synchronous route (Gotenberg's POST /forms/libreoffice/convert, pdfa=PDF/A-2b): HTTP 200 in "
+        f"{elapsed_ms:.0f} ms, {len(answer.content)} bytes; local copy {local}")
+    return True
+
+
 def _wait_for_result(
     store: Store,
     stem: str,
@@ -233,7 +253,7 @@ def _describe_pdf(store: Store, pdf: ObjectInfo, log_dir: Path) -> str:
     return f"{text}); local copy {local}"
 
 
-def _print_how_to_upload_more(gcs_url: str) -> None:
+def _print_how_to_upload_more(gcs_url: str, worker_url: str) -> None:
     """The commands a user can paste into another terminal while the demo runs."""
     upload = f"{gcs_url}/upload/storage/v1/b/{IN_BUCKET}/o?uploadType=media&name={PREFIX}"
     listing = f"{gcs_url}/storage/v1/b/{OUT_BUCKET}/o?prefix={PREFIX}"
@@ -252,7 +272,9 @@ def _print_how_to_upload_more(gcs_url: str) -> None:
         f"  gcloud storage cp my.docx gs://BUCKET/{PREFIX} --custom-metadata=docworker-pdfa=2b\n"
         "See the results:\n"
         f'  curl -sS "{listing}"\n'
-        f'  curl -sS -o my.pdf "{download}my.pdf?alt=media"\n',
+        f'  curl -sS -o my.pdf "{download}my.pdf?alt=media"\n'
+        "Or convert while you wait, as any Gotenberg client does (README, 'Synchronous conversions'):\n"
+        f"  curl -sS -F files=@my.docx -F pdfa=PDF/A-2b -o my.pdf {worker_url}/forms/libreoffice/convert\n",
         flush=True,
     )
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pikepdf
+
 from worker.office.procfs import group_members
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +25,14 @@ def test_demo_converts_the_sample_and_stops_every_process(tmp_path: Path) -> Non
     # the second upload carries per-document options; its PDF is PDF/A-2B and records them
     assert re.search(r"PDF ready: gs://out-bucket/incoming/sample-pdfa\.pdf \(\d+ bytes, 1 page\(s\), PDF/A-2B, "
                      r"options docworker-pdfa=2b,docworker-watermark=DEMO\)", out), out
+    # the same document through Gotenberg's route on the same worker: a PDF/A-2b comes back at once
+    sync = re.search(r"synchronous route \(Gotenberg's POST /forms/libreoffice/convert, pdfa=PDF/A-2b\): HTTP 200 in "
+                     r"\d+ ms, \d+ bytes; local copy (\S+)", out)
+    assert sync, out
+    with pikepdf.open(sync.group(1)) as doc:
+        assert doc.open_metadata().get("pdfaid:part") == "2"
     assert "curl" in out and "upload/storage/v1/b/in-bucket/o" in out  # tells the user how to upload more
+    assert "/forms/libreoffice/convert" in out.split("Upload more")[1]  # and how to convert while waiting
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
     assert len(pids) >= 3, out  # emulator, fake-gcs, worker
     for pid in pids:

@@ -18,6 +18,7 @@ from worker.pdf_checks import CheckFailure
 from worker.sniff import Sniffed, decrypt_legacy, sniff
 
 NO_PASSWORDS = Passwords()
+STOCK_FILTER_DATA = DEFAULT.to_filter_data()  # what "nothing asked" exports; compared, never sent
 
 
 class VerificationFailed(WorkerError):
@@ -73,13 +74,13 @@ def convert_file(
 
 
 def export_for(options: PdfOptions, passwords: Passwords) -> Export:
-    """The stock export unless something was asked: no FilterData means LibreOffice's configured defaults."""
-    exported = replace(options, password_secret=None, update_indexes=None) != DEFAULT \
-        or bool(passwords.open_password or passwords.owner_password)  # literal (Gotenberg's form), no secret names
+    """The stock export unless the FilterData differs from the stock one (an option, or output passwords however
+    they came: secrets or Gotenberg's literal fields); no FilterData means LibreOffice's configured defaults."""
+    filter_data = options.to_filter_data(passwords)
+    exported = filter_data != STOCK_FILTER_DATA
     if not exported and passwords.input_password is None and options.update_indexes is None:
         return STOCK_EXPORT
-    return Export(options.to_filter_data(passwords) if exported else None, passwords.input_password,
-                  options.update_indexes)
+    return Export(filter_data if exported else None, passwords.input_password, options.update_indexes)
 
 
 def check_pdf(path: Path) -> None:

@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -112,6 +113,10 @@ class PdfOptions:
         """Stable, order-independent digest for the idempotency key: only non-default options count, so adding
         an option later never changes the digest of pushes that do not use it. Secret names count; values never.
         """
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:  # a job asks twice (duplicate check, output metadata); the value never changes
         doc = json.dumps([DIGEST_VERSION, self.to_metadata()], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(doc.encode()).hexdigest()[:32]
 
